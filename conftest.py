@@ -1,0 +1,48 @@
+"""Fixtures shared by every test: factories first, composed into what tests ask for."""
+
+import itertools
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+PASSWORD = "a-long-and-unguessable-passphrase"
+
+
+@pytest.fixture
+def user_factory(django_user_model):
+    numbers = itertools.count(1)
+
+    def make(**fields):
+        n = next(numbers)
+        fields.setdefault("username", f"member{n}")
+        fields.setdefault("email", f"{fields['username']}@example.org")
+        password = fields.pop("password", PASSWORD)
+        return django_user_model.objects.create_user(password=password, **fields)
+
+    return make
+
+
+@pytest.fixture
+def user(user_factory):
+    return user_factory(username="ada", email="ada@example.org", display_name="Ada Lovelace")
+
+
+@pytest.fixture
+def auth_client(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def session_cookie_factory():
+    """Log a member in and return the Cookie header a browser would send with that session."""
+
+    def make(member) -> bytes:
+        client = Client()
+        client.force_login(member)
+        session_id = client.cookies[settings.SESSION_COOKIE_NAME].value
+        return f"{settings.SESSION_COOKIE_NAME}={session_id}".encode()
+
+    return make

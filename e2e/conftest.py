@@ -1,0 +1,205 @@
+"""Browser tests: a live daphne server started here, driven by Chromium through Playwright.
+
+The server is a separate process running the real ASGI application; it shares the test database
+with this process (an SQLite file, or PostgreSQL's test database), so fixtures can make members
+with the ORM and the server sees them. Tests use `transactional_db`, so what a test writes is
+committed, and emptied again after it.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections import deque
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+
+from e2e.helpers import DESKTOP
+
+E2E_DIR = Path(__file__).resolve().parent
+ROOT = E2E_DIR.parent
+
+# Playwright's sync API keeps an asyncio loop in this thread, and Django would then refuse the
+# test's own ORM calls as "async-unsafe". This process only runs the tests; the server is apart.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # Calls: a fake camera and microphone, and ICE candidates on loopback.
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if E2E_DIR in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    server = item.funcargs.get("daphne_server") if hasattr(item, "funcargs") else None
+    if report.failed and server is not None:
+        report.sections.append(("live daphne server output (last lines)", server.tail()))
+    return report
+
+
+# --- The browser ---------------------------------------------------------------------------
+
+
+def chromium_path() -> str | None:
+    """The system Chromium (CHROMIUM_PATH, or Debian's); None lets Playwright use its own."""
+    for candidate in (os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {**browser_type_launch_args, "executable_path": chromium_path(), "args": CHROMIUM_FLAGS}
+
+
+# --- The live server -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory):
+    """Put SQLite's test database in a file, so that the server process can open it too."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "e2e.sqlite3")
+
+
+def test_database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class LiveServer:
+    """daphne serving parley.asgi on a port the system picks, on 127.0.0.1 only."""
+
+    def __init__(self, env: dict[str, str]):
+        self.output: deque[str] = deque(maxlen=400)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                "0",
+                "parley.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.url = self._wait_for_address()
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _wait_for_address(self) -> str:
+        for line in self.process.stdout:
+            self.output.append(line)
+            found = re.search(r"Listening on TCP address (127\.0\.0\.1:\d+)", line)
+            if found:
+                return f"http://{found.group(1)}"
+        raise RuntimeError("daphne exited before listening:\n" + self.tail())
+
+    def _drain(self) -> None:
+        for line in self.process.stdout:
+            self.output.append(line)
+
+    def tail(self, lines: int = 60) -> str:
+        return "".join(list(self.output)[-lines:])
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def daphne_server(django_db_setup, django_db_blocker):
+    env = {
+        **os.environ,
+        "DEBUG": "1",
+        "DATABASE_URL": test_database_url(),
+        "PYTHONUNBUFFERED": "1",
+    }
+    server = LiveServer(env)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def base_url(daphne_server):
+    """pytest-playwright resolves page.goto("/path") against this."""
+    return daphne_server.url
+
+
+@pytest.fixture(autouse=True)
+def _committed_data(transactional_db):
+    """The server is another process: it only sees data that is committed."""
+
+
+# --- Members and their browsers -------------------------------------------------------------
+
+
+@pytest.fixture
+def member_context(new_context, daphne_server):
+    """A browser context already signed in as `member`, as if they had logged in there."""
+
+    def make(member, **options):
+        client = Client()
+        client.force_login(member)
+        context = new_context(**(DESKTOP | options))
+        context.add_cookies(
+            [
+                {
+                    "name": settings.SESSION_COOKIE_NAME,
+                    "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                    "url": daphne_server.url,
+                }
+            ]
+        )
+        return context
+
+    return make
+
+
+@pytest.fixture
+def console_errors():
+    """Collects every console error and failed request of the pages given to `watch`."""
+    errors: list[str] = []
+
+    def watch(page):
+        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        return page
+
+    watch.errors = errors
+    return watch
