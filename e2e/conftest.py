@@ -24,10 +24,6 @@ from e2e.helpers import DESKTOP
 E2E_DIR = Path(__file__).resolve().parent
 ROOT = E2E_DIR.parent
 
-# Playwright's sync API keeps an asyncio loop in this thread, and Django would then refuse the
-# test's own ORM calls as "async-unsafe". This process only runs the tests; the server is apart.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -41,6 +37,16 @@ CHROMIUM_FLAGS = [
     "--use-fake-device-for-media-stream",
     "--allow-loopback-in-peer-connection",
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _orm_beside_playwright():
+    """Playwright's sync API keeps an asyncio loop in this thread, and Django would refuse the
+    tests' own ORM calls as "async-unsafe". Only this process, and only while browser tests run;
+    the server never gets the variable."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -145,7 +151,7 @@ class LiveServer:
 @pytest.fixture(scope="session")
 def daphne_server(django_db_setup, django_db_blocker):
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"},
         "DEBUG": "1",
         "DATABASE_URL": test_database_url(),
         "PYTHONUNBUFFERED": "1",
