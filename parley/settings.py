@@ -106,6 +106,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "rooms.context_processors.sidebar",
             ],
         },
     },
@@ -141,11 +142,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
+    # The pub/sub layer by default: under full CPU the core layer timed out reading from Redis
+    # and closed sockets, where this one did not, and it was faster across two processes.
+    # REDIS_CHANNEL_LAYER=core picks the core layer (docs/performance.md compares them).
+    REDIS_CHANNEL_LAYER = os.environ.get("REDIS_CHANNEL_LAYER", "pubsub")
+    if REDIS_CHANNEL_LAYER not in {"pubsub", "core"}:
+        raise ImproperlyConfigured("REDIS_CHANNEL_LAYER must be pubsub or core.")
     CHANNEL_LAYERS = {
         "default": {
-            # The pub/sub layer: under full CPU the core layer timed out reading from Redis and
-            # closed sockets, where this one did not, and it was faster across two processes.
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"
+            if REDIS_CHANNEL_LAYER == "pubsub"
+            else "channels_redis.core.RedisChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL]},
         }
     }
@@ -158,6 +165,11 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# A socket older than this closes itself with a code the page reconnects after (1012), before
+# daphne's idle timeout (websocket_timeout, 24 h by default) would close it with 1000, which
+# htmx's ws extension does not retry.
+WEBSOCKET_MAX_AGE = env_int("WEBSOCKET_MAX_AGE", 12 * 60 * 60)
 
 # --- Accounts (django-allauth) --------------------------------------------------------------
 

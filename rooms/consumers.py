@@ -1,0 +1,187 @@
+"""The room socket: live messages in, rendered fragments out.
+
+Delivery guarantees, per socket: every message of the room reaches the page once, in seq order.
+The page says on every (re)open which seq it has; the socket sends what came after from the
+database, then live messages from the hub. A live message it has already sent is dropped; one
+that arrives after a gap (a message it never got) makes it read the gap from the database.
+"""
+
+import asyncio
+import json
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from parley.fragments import notice_fragment
+from rooms import fragments, selectors, services
+from rooms.hub import get_hub
+from rooms.presence import get_presence
+
+MAX_FRAME = 64 * 1024
+CATCH_UP_LIMIT = 500
+# Close codes. htmx's ws extension reconnects after 1012 ("service restart"); it does not after
+# 4001 or 4003, which end a socket for good.
+RECONNECT = 1012
+GONE = 4003
+PRESENCE_DELAY = 0.25
+
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    # Events reach room sockets through the hub, so a socket needs no channel of its own.
+    channel_layer_alias = None
+
+    async def connect(self) -> None:
+        self.member = self.scope["user"]
+        self.member_id = self.member.pk
+        room_id = self.scope["url_route"]["kwargs"]["room_id"]
+        self.room = await database_sync_to_async(selectors.room_of_member)(room_id, self.member)
+        if self.room is None:
+            await self.close()  # before accept: the handshake is refused (403)
+            return
+        self.sent_seq: int | None = None  # the newest seq this page has; None until it says
+        self.early: list[dict] = []  # live messages that came before the page said
+        self.lock = asyncio.Lock()
+        self.read_seq = 0  # the newest seq written as read
+        self.read_writer: asyncio.Task | None = None
+        first_here = await get_hub().join(self.room.pk, self.room.group, self)
+        await self.accept()
+        if first_here:
+            await get_presence().arrived(self.room.pk, self.member_id)
+        await self.presence_changed()
+        # Retire before daphne's idle timeout, which closes with 1000 and so is never retried.
+        self.retire = asyncio.get_running_loop().call_later(
+            settings.WEBSOCKET_MAX_AGE, lambda: asyncio.ensure_future(self.close(RECONNECT))
+        )
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "room", None) is None:
+            return
+        self.retire.cancel()
+        if self.read_writer is not None:
+            self.read_writer.cancel()
+        await self.write_read()
+        if await get_hub().leave(self.room.pk, self):
+            await get_presence().departed(self.room.pk, self.member_id)
+            await self.presence_changed()
+
+    # --- From the page ---------------------------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        frame = self.parse(text_data)
+        if frame is None:
+            await self.send(text_data=notice_fragment("That message could not be understood."))
+        elif frame.get("action") == "resume":
+            await self.resume(frame.get("after"))
+        elif frame.get("action") == "send":
+            await self.post(frame.get("body"), frame.get("key"))
+        else:
+            await self.send(text_data=notice_fragment("That message could not be understood."))
+
+    @staticmethod
+    def parse(text: str | None) -> dict | None:
+        if text is None or len(text) > MAX_FRAME:
+            return None
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            return None
+        return frame if isinstance(frame, dict) else None
+
+    async def post(self, body: object, key: object) -> None:
+        key = key if isinstance(key, str) else ""
+        try:
+            await database_sync_to_async(services.message_post)(
+                room=self.room, author=self.member, body=body, key=key
+            )
+        except services.Refused as refusal:
+            kept = body if isinstance(body, str) else ""
+            await self.send(
+                text_data=fragments.composer(
+                    room=self.room, key=key or fragments.new_key(), body=kept, error=str(refusal)
+                )
+            )
+            return
+        await self.send(text_data=fragments.composer(room=self.room, key=fragments.new_key()))
+
+    async def resume(self, after: object) -> None:
+        try:
+            after = int(after)
+        except (TypeError, ValueError):
+            after = -1
+        if after < 0:
+            await self.send(text_data=notice_fragment("That message could not be understood."))
+            return
+        async with self.lock:
+            self.sent_seq = after
+            await self.send_from_database()
+            early, self.early = self.early, []
+            for event in early:
+                await self.deliver(event)
+
+    # --- From the room (through the hub) ---------------------------------------------------
+
+    async def room_event(self, event: dict) -> None:
+        kind = event["type"]
+        if kind == "room.message":
+            if self.sent_seq is None:
+                self.early.append(event)
+                return
+            async with self.lock:
+                await self.deliver(event)
+        elif kind == "room.presence":
+            await self.send(text_data=event["html"])
+        elif kind == "room.left" and event["member_id"] == self.member_id:
+            await self.send(text_data=notice_fragment("You have left this room.", level="info"))
+            await self.close(GONE)
+
+    async def deliver(self, event: dict) -> None:
+        seq = event["seq"]
+        if seq <= self.sent_seq:
+            return  # the page has it already
+        if seq == self.sent_seq + 1:
+            await self.send(text_data=event["html"])
+            self.sent_seq = seq
+        else:
+            await self.send_from_database()  # a gap: read what is missing, in order
+        self.mark_read_soon()
+
+    async def send_from_database(self) -> None:
+        batch = await database_sync_to_async(selectors.messages_after)(
+            self.room, self.sent_seq, CATCH_UP_LIMIT
+        )
+        while batch:
+            await self.send(text_data=fragments.messages(batch))
+            self.sent_seq = batch[-1].seq
+            self.mark_read_soon()
+            if len(batch) < CATCH_UP_LIMIT:
+                break
+            batch = await database_sync_to_async(selectors.messages_after)(
+                self.room, self.sent_seq, CATCH_UP_LIMIT
+            )
+
+    def mark_read_soon(self) -> None:
+        """What this page has shown counts as read; written at most once a second."""
+        if self.read_writer is None or self.read_writer.done():
+            self.read_writer = asyncio.ensure_future(self.write_read(after=1))
+
+    async def write_read(self, after: float = 0) -> None:
+        await asyncio.sleep(after)
+        seq = self.sent_seq or 0
+        if seq > self.read_seq:
+            self.read_seq = seq
+            await database_sync_to_async(services.room_mark_read)(
+                room=self.room, member=self.member, seq=seq
+            )
+
+    async def presence_changed(self) -> None:
+        """Tell everybody in the room who is online now: once per room per PRESENCE_DELAY in
+        this process, however many sockets came and went, rendered once for all."""
+        room = self.room
+
+        async def announce():
+            online = await get_presence().online(room.pk)
+            html = await database_sync_to_async(selectors.presence_fragment)(room, online)
+            await get_hub().layer.group_send(room.group, {"type": "room.presence", "html": html})
+
+        get_hub().soon(("presence", room.pk), PRESENCE_DELAY, announce)

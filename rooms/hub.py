@@ -1,0 +1,127 @@
+"""Per-process fan-out of a room's events to the room sockets open in this process.
+
+The stock Channels path gives every socket a channel of its own and delivers a room message once
+per member through the channel layer, then hops into a thread before each handler. Here each
+process subscribes to a room's group once, with one channel, and hands every event it receives
+to its local sockets directly: a message costs the layer one delivery per process, not one per
+member, and each socket one write.
+"""
+
+import asyncio
+import logging
+import weakref
+from collections import Counter
+from typing import Protocol
+
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+
+class RoomSocket(Protocol):
+    member_id: int
+
+    async def room_event(self, event: dict) -> None: ...
+
+
+class _Room:
+    def __init__(self, room_id: int, group: str):
+        self.room_id = room_id
+        self.group = group
+        self.sockets: set[RoomSocket] = set()
+        self.members: Counter[int] = Counter()
+        self.channel: str | None = None
+        self.listener: asyncio.Task | None = None
+        self.ready = asyncio.Event()
+
+
+class RoomHub:
+    """One per event loop (one per server process)."""
+
+    def __init__(self):
+        self.rooms: dict[int, _Room] = {}
+        self.pending: set[object] = set()
+        self.tasks: set[asyncio.Task] = set()  # held here so that none is collected mid-run
+        self.layer = get_channel_layer()
+
+    async def join(self, room_id: int, group: str, socket: RoomSocket) -> bool:
+        """Subscribe `socket` to the room; True when its member was not online here before.
+
+        Returns once this process is subscribed, so anything committed after that is delivered.
+        """
+        room = self.rooms.get(room_id)
+        if room is None:
+            room = self.rooms[room_id] = _Room(room_id, group)
+            room.listener = asyncio.create_task(self._listen(room))
+        room.sockets.add(socket)
+        room.members[socket.member_id] += 1
+        await room.ready.wait()
+        return room.members[socket.member_id] == 1
+
+    async def leave(self, room_id: int, socket: RoomSocket) -> bool:
+        """Unsubscribe `socket`; True when that was its member's last socket here."""
+        room = self.rooms.get(room_id)
+        if room is None or socket not in room.sockets:
+            return False
+        room.sockets.discard(socket)
+        room.members[socket.member_id] -= 1
+        last = room.members[socket.member_id] <= 0
+        if last:
+            del room.members[socket.member_id]
+        if not room.sockets:
+            del self.rooms[room_id]
+            room.listener.cancel()
+            if room.channel is not None:
+                await self.layer.group_discard(room.group, room.channel)
+        return last
+
+    def soon(self, key: object, delay: float, work) -> None:
+        """Run `work()` once, `delay` seconds after the first call for `key` in that time."""
+        if key in self.pending:
+            return
+        self.pending.add(key)
+
+        async def run():
+            await asyncio.sleep(delay)
+            self.pending.discard(key)
+            try:
+                await work()
+            except Exception:
+                logger.exception("Deferred room work %r failed", key)
+
+        task = asyncio.ensure_future(run())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def online_here(self, room_id: int) -> set[int]:
+        room = self.rooms.get(room_id)
+        return set(room.members) if room else set()
+
+    def local_rooms(self) -> dict[int, set[int]]:
+        return {room_id: set(room.members) for room_id, room in self.rooms.items()}
+
+    async def _listen(self, room: _Room) -> None:
+        try:
+            room.channel = await self.layer.new_channel()
+            await self.layer.group_add(room.group, room.channel)
+        finally:
+            room.ready.set()
+        while True:
+            event = await self.layer.receive(room.channel)
+            for socket in list(room.sockets):
+                try:
+                    await socket.room_event(event)
+                except Exception:
+                    # One broken socket must not cost the others their message.
+                    logger.exception("Delivering %s to a room socket failed", event.get("type"))
+
+
+_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RoomHub]" = weakref.WeakKeyDictionary()
+
+
+def get_hub() -> RoomHub:
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = RoomHub()
+    return hub

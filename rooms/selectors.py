@@ -1,0 +1,78 @@
+"""Reading rooms: who may see what, and the queries the pages and sockets make."""
+
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404
+
+from rooms import fragments
+from rooms.models import Membership, Message, Room
+
+PAGE_SIZE = 50
+
+
+def room_for(member, slug: str) -> Room:
+    """The room, if `member` may see it: public rooms to everyone, private ones to members.
+
+    Anything else is a 404, so a private room does not exist for those outside it."""
+    room = Room.objects.filter(slug=slug).first()
+    if room is None or (room.is_private and not is_member(room, member)):
+        raise Http404("No such room.")
+    return room
+
+
+def room_of_member(room_id: int, member) -> Room | None:
+    """The room if `member` belongs to it (what a room socket may open), else None."""
+    return Room.objects.filter(pk=room_id, memberships__member=member).first()
+
+
+def is_member(room: Room, member) -> bool:
+    return Membership.objects.filter(room=room, member=member).exists()
+
+
+def membership_of(room: Room, member) -> Membership | None:
+    return Membership.objects.filter(room=room, member=member).first()
+
+
+def directory(query: str = "") -> QuerySet[Room]:
+    rooms = Room.objects.filter(is_private=False).annotate(member_count=Count("memberships"))
+    if query:
+        rooms = rooms.filter(Q(name__icontains=query) | Q(topic__icontains=query))
+    return rooms.order_by("-last_activity_at", "pk")
+
+
+def rooms_of(member) -> QuerySet[Membership]:
+    """The member's rooms for the sidebar, with how many messages they have not read."""
+    return (
+        Membership.objects.filter(member=member)
+        .select_related("room")
+        .order_by("room__name", "room__pk")
+    )
+
+
+def latest_messages(room: Room, before: int | None = None) -> tuple[list[Message], int | None]:
+    """A page of messages in seq order, and the seq to load older ones from (None: no more)."""
+    messages = room.messages.select_related("author").order_by("-seq")
+    if before is not None:
+        messages = messages.filter(seq__lt=before)
+    page = list(messages[: PAGE_SIZE + 1])
+    more = len(page) > PAGE_SIZE
+    page = page[:PAGE_SIZE][::-1]
+    return page, (page[0].seq if more else None)
+
+
+def messages_after(room: Room, seq: int, limit: int) -> list[Message]:
+    return list(room.messages.filter(seq__gt=seq).select_related("author").order_by("seq")[:limit])
+
+
+def online_members(room: Room, member_ids: set[int]) -> list:
+    from django.contrib.auth import get_user_model
+
+    members = get_user_model().objects.filter(pk__in=member_ids, memberships__room=room)
+    return sorted(members, key=lambda m: m.name.casefold())
+
+
+def presence_fragment(room: Room, member_ids: set[int]) -> str:
+    return fragments.presence(
+        room=room,
+        online=online_members(room, member_ids),
+        member_count=room.memberships.count(),
+    )

@@ -1,0 +1,182 @@
+"""Everything that changes rooms, and the announcements that follow a change.
+
+Views and consumers call these and stay thin. A change is announced only after its transaction
+commits, so nobody is told of something the database does not hold.
+"""
+
+import hashlib
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from rooms import fragments
+from rooms.models import MESSAGE_MAX_LENGTH, Membership, Message, Room
+
+# A member may post this many messages in this many seconds, across all rooms and processes.
+FLOOD_LIMIT = 10
+FLOOD_WINDOW_SECONDS = 5
+
+
+class Refused(Exception):
+    """A change the person asked for and may not have; the text is for them."""
+
+
+# --- Rooms -----------------------------------------------------------------------------------
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:80] or "room"
+    slug, n = base, 1
+    while Room.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+def room_create(*, creator, name: str, topic: str = "", is_private: bool = False) -> Room:
+    with transaction.atomic():
+        room = Room.objects.create(
+            name=name,
+            slug=_unique_slug(name),
+            topic=topic,
+            is_private=is_private,
+            created_by=creator,
+        )
+        Membership.objects.create(room=room, member=creator, role=Membership.Role.OWNER)
+    return room
+
+
+def room_join(*, room: Room, member) -> Membership:
+    if room.is_private:
+        raise Refused("This room is private: its owner has to invite you.")
+    membership, _ = Membership.objects.get_or_create(room=room, member=member)
+    return membership
+
+
+def room_invite(*, room: Room, inviter, username: str) -> Membership:
+    if not Membership.objects.filter(
+        room=room, member=inviter, role=Membership.Role.OWNER
+    ).exists():
+        raise Refused("Only the room's owner can invite people.")
+    invitee = get_user_model().objects.filter(username__iexact=username.strip()).first()
+    if invitee is None:
+        raise Refused(f"Nobody here is called “{username.strip()}”.")
+    membership, created = Membership.objects.get_or_create(room=room, member=invitee)
+    if not created:
+        raise Refused(f"{invitee.name} is already in this room.")
+    return membership
+
+
+def room_leave(*, room: Room, member) -> None:
+    """Leave a room. An owner who leaves hands the room to the member who joined first."""
+    with transaction.atomic():
+        membership = Membership.objects.select_for_update().filter(room=room, member=member).first()
+        if membership is None:
+            return
+        membership.delete()
+        if membership.role == Membership.Role.OWNER:
+            heir = room.memberships.order_by("joined_at", "pk").first()
+            if heir is not None:
+                heir.role = Membership.Role.OWNER
+                heir.save(update_fields=["role"])
+        transaction.on_commit(lambda: _announce_left(room, member))
+
+
+def _announce_left(room: Room, member) -> None:
+    # Every socket of this member in this room closes for good: they are no longer a member.
+    async_to_sync(get_channel_layer().group_send)(
+        room.group, {"type": "room.left", "member_id": member.pk}
+    )
+
+
+# --- Messages --------------------------------------------------------------------------------
+
+
+def message_validate(body: object) -> str:
+    """The body as it will be saved, or Refused with what is wrong."""
+    if not isinstance(body, str):
+        raise Refused("That message could not be understood.")
+    body = body.strip()
+    if not body:
+        raise Refused("Write something first.")
+    if len(body) > MESSAGE_MAX_LENGTH:
+        raise Refused(
+            f"Messages can be at most {MESSAGE_MAX_LENGTH:,} characters; yours has {len(body):,}."
+        )
+    return body
+
+
+def _client_key(key: str, body: str) -> str:
+    # A retry carries the same key and the same body. Another message typed while offline may
+    # carry the same key (the composer only gets a fresh one from the server) but not the same
+    # body, so it is a new message, not a duplicate.
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    return f"{key[:60]}.{digest}"
+
+
+def _flood_check(member) -> None:
+    key = f"parley:flood:{member.pk}"
+    cache.add(key, 0, timeout=FLOOD_WINDOW_SECONDS)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # the window expired between add and incr
+        cache.add(key, 1, timeout=FLOOD_WINDOW_SECONDS)
+        count = 1
+    if count > FLOOD_LIMIT:
+        raise Refused("You are sending messages too quickly. Wait a few seconds and try again.")
+
+
+def message_post(*, room: Room, author, body: object, key: str = "") -> tuple[Message, bool]:
+    """Save a message and announce it to the room. Returns (message, created).
+
+    A send whose key and body match a saved message returns that message (created False) and
+    announces nothing: a retry after a reconnect never makes a second copy.
+    """
+    body = message_validate(body)
+    client_key = _client_key(key, body) if key else ""
+    if client_key:
+        existing = Message.objects.filter(author=author, client_key=client_key).first()
+        if existing is not None:
+            return existing, False
+    if not Membership.objects.filter(room=room, member=author).exists():
+        raise Refused("You are not a member of this room.")
+    _flood_check(author)
+    try:
+        with transaction.atomic():
+            # The row lock numbers this room's messages one after another, in commit order.
+            locked = Room.objects.select_for_update().get(pk=room.pk)
+            seq = locked.last_seq + 1
+            now = timezone.now()
+            Room.objects.filter(pk=room.pk).update(last_seq=seq, last_activity_at=now)
+            message = Message.objects.create(
+                room=room, seq=seq, author=author, body=body, client_key=client_key
+            )
+            Membership.objects.filter(room=room, member=author).update(last_read_seq=seq)
+            transaction.on_commit(lambda: message_announce(message))
+    except IntegrityError:
+        # The same send raced itself (two sockets of one page); the first one won.
+        existing = Message.objects.filter(author=author, client_key=client_key).first()
+        if existing is None:
+            raise
+        return existing, False
+    room.last_seq = seq
+    return message, True
+
+
+def message_announce(message: Message) -> None:
+    """Render the message once and send that one string to the room's group."""
+    async_to_sync(get_channel_layer().group_send)(
+        message.room.group,
+        {"type": "room.message", "seq": message.seq, "html": fragments.message(message)},
+    )
+
+
+def room_mark_read(*, room: Room, member, seq: int) -> None:
+    Membership.objects.filter(room=room, member=member, last_read_seq__lt=seq).update(
+        last_read_seq=seq
+    )
