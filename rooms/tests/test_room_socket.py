@@ -1,0 +1,360 @@
+"""The room socket through the whole ASGI stack, on whichever channel layer is configured."""
+
+import json
+import re
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.core.cache import cache
+
+from parley.asgi import application
+from rooms import fragments, services
+from rooms.models import Message, Room
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_flood_counters():
+    cache.clear()
+
+
+@pytest.fixture
+def room_factory(user_factory):
+    def make(owner=None, **fields):
+        owner = owner or user_factory()
+        fields.setdefault("name", "General")
+        return services.room_create(creator=owner, **fields)
+
+    return make
+
+
+@pytest.fixture
+def connect(session_cookie_factory):
+    """Open a room socket as `member`, the way a page of this site does."""
+
+    async def open_socket(room: Room, member, *, resume: int | None = 0):
+        cookie = await sync_to_async(session_cookie_factory)(member)
+        communicator = WebsocketCommunicator(
+            application,
+            f"/ws/rooms/{room.pk}/",
+            headers=[
+                (b"host", b"127.0.0.1:8000"),
+                (b"origin", b"http://127.0.0.1:8000"),
+                (b"cookie", cookie),
+            ],
+        )
+        connected, _ = await communicator.connect()
+        if connected and resume is not None:
+            await communicator.send_json_to({"action": "resume", "after": str(resume)})
+        return communicator, connected
+
+    return open_socket
+
+
+async def receive_until(communicator, pattern: str, wait: float = 3) -> str:
+    """Frames until one matches `pattern` (presence updates come and go in between)."""
+    while True:
+        frame = await communicator.receive_from(timeout=wait)
+        if re.search(pattern, frame):
+            return frame
+
+
+async def receive_each(communicator, *patterns: str, wait: float = 3) -> list[str]:
+    """One frame for each pattern, in whatever order they come."""
+    found: dict[str, str] = {}
+    while len(found) < len(patterns):
+        frame = await communicator.receive_from(timeout=wait)
+        for pattern in patterns:
+            if pattern not in found and re.search(pattern, frame):
+                found[pattern] = frame
+    return [found[pattern] for pattern in patterns]
+
+
+async def no_more_messages(communicator, wait: float = 0.5) -> bool:
+    """True when nothing carrying a message arrives within `wait` seconds."""
+    while not await communicator.receive_nothing(timeout=wait):
+        if "data-seq" in await communicator.receive_from():
+            return False
+    return True
+
+
+def seqs(frame: str) -> list[int]:
+    return [int(n) for n in re.findall(r'data-seq="(\d+)"', frame)]
+
+
+async def close_all(*communicators):
+    for communicator in communicators:
+        await communicator.disconnect()
+
+
+# --- Who may open a room socket ------------------------------------------------------------
+
+
+async def test_a_member_opens_the_rooms_socket(room_factory, user_factory, connect):
+    room = await sync_to_async(room_factory)()
+    owner = await sync_to_async(lambda: room.created_by)()
+    communicator, connected = await connect(room, owner)
+    assert connected
+    await close_all(communicator)
+
+
+async def test_a_non_member_is_refused_even_for_a_public_room(room_factory, user_factory, connect):
+    room = await sync_to_async(room_factory)()
+    stranger = await sync_to_async(user_factory)()
+    _, connected = await connect(room, stranger)
+    assert not connected
+
+
+async def test_a_private_room_socket_is_refused_to_a_non_member(
+    room_factory, user_factory, connect
+):
+    room = await sync_to_async(room_factory)(is_private=True)
+    stranger = await sync_to_async(user_factory)()
+    _, connected = await connect(room, stranger)
+    assert not connected
+
+
+async def test_an_anonymous_socket_is_refused(room_factory):
+    room = await sync_to_async(room_factory)()
+    communicator = WebsocketCommunicator(
+        application, f"/ws/rooms/{room.pk}/", headers=[(b"origin", b"http://127.0.0.1:8000")]
+    )
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+# --- Messages ------------------------------------------------------------------------------
+
+
+async def test_a_message_reaches_every_member_and_the_sender_gets_a_fresh_composer(
+    room_factory, user_factory, connect
+):
+    ada, bob = await sync_to_async(user_factory)(), await sync_to_async(user_factory)()
+    room = await sync_to_async(room_factory)(owner=ada)
+    await sync_to_async(services.room_join)(room=room, member=bob)
+    ada_socket, _ = await connect(room, ada)
+    bob_socket, _ = await connect(room, bob)
+
+    await ada_socket.send_json_to({"action": "send", "body": "  Hello, Bob  ", "key": "k1"})
+
+    ada_frame, composer = await receive_each(ada_socket, "data-seq", 'id="composer"')
+    for frame in (ada_frame, await receive_until(bob_socket, "data-seq")):
+        assert seqs(frame) == [1]
+        assert "Hello, Bob" in frame
+        assert f'data-author="{ada.pk}"' in frame
+        assert 'id="room-seq"' in frame
+        assert 'value="1"' in frame
+    assert 'value=""' in composer
+    assert "autofocus" in composer
+    assert 'name="key" value="k1"' not in composer
+    saved = await sync_to_async(lambda: list(Message.objects.values_list("body", flat=True)))()
+    assert saved == ["Hello, Bob"]
+    await close_all(ada_socket, bob_socket)
+
+
+async def test_markup_in_a_message_arrives_as_text(room_factory, user_factory, connect):
+    ada = await sync_to_async(user_factory)()
+    room = await sync_to_async(room_factory)(owner=ada)
+    socket, _ = await connect(room, ada)
+    body = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    await socket.send_json_to({"action": "send", "body": body, "key": "k"})
+    frame = await receive_until(socket, "data-seq")
+    assert "<script>" not in frame
+    assert "<img" not in frame
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in frame
+    await close_all(socket)
+
+
+async def test_the_fragment_is_rendered_once_per_message_whatever_the_audience(
+    room_factory, user_factory, connect, monkeypatch
+):
+    renders = []
+    real_message = fragments.message
+    monkeypatch.setattr(
+        fragments, "message", lambda message: renders.append(message.seq) or real_message(message)
+    )
+    owner = await sync_to_async(user_factory)()
+    room = await sync_to_async(room_factory)(owner=owner)
+    members = [await sync_to_async(user_factory)() for _ in range(5)]
+    for member in members:
+        await sync_to_async(services.room_join)(room=room, member=member)
+    sockets = [(await connect(room, member))[0] for member in (owner, *members, members[0])]
+
+    await sockets[0].send_json_to({"action": "send", "body": "one", "key": "a"})
+    await sockets[1].send_json_to({"action": "send", "body": "two", "key": "b"})
+    for socket in sockets:
+        received = seqs(await receive_until(socket, "data-seq"))
+        received += seqs(await receive_until(socket, "data-seq"))
+        assert received == [1, 2]
+    assert sorted(renders) == [1, 2]
+    await close_all(*sockets)
+
+
+async def test_a_retried_send_with_the_same_key_is_saved_once(room_factory, user_factory, connect):
+    ada = await sync_to_async(user_factory)()
+    room = await sync_to_async(room_factory)(owner=ada)
+    socket, _ = await connect(room, ada)
+    for _ in range(3):
+        await socket.send_json_to({"action": "send", "body": "only once", "key": "same"})
+    await socket.send_json_to({"action": "send", "body": "a different one", "key": "same"})
+    frames = [await receive_until(socket, "data-seq") for _ in range(2)]
+    assert [seqs(frame) for frame in frames] == [[1], [2]]
+    assert await no_more_messages(socket)
+    bodies = await sync_to_async(
+        lambda: list(Message.objects.order_by("seq").values_list("body", flat=True))
+    )()
+    assert bodies == ["only once", "a different one"]
+    await close_all(socket)
+
+
+# --- Refusals: an inline error to the sender alone, nothing saved, the socket stays ----------
+
+
+@pytest.mark.parametrize(
+    ("frame", "error"),
+    [
+        ("not json at all", "could not be understood"),
+        ("[1, 2, 3]", "could not be understood"),
+        (json.dumps({"body": "no action"}), "could not be understood"),
+        (json.dumps({"action": "send", "key": "k"}), "could not be understood"),
+        (json.dumps({"action": "send", "body": 42, "key": "k"}), "could not be understood"),
+        (json.dumps({"action": "send", "body": ["a"], "key": "k"}), "could not be understood"),
+        (json.dumps({"action": "resume", "after": "yesterday"}), "could not be understood"),
+        (json.dumps({"action": "send", "body": "x" * (1024 * 1024), "key": "k"}), "understood"),
+        (json.dumps({"action": "send", "body": "   ", "key": "k"}), "Write something first."),
+        (
+            json.dumps({"action": "send", "body": "x" * 4001, "key": "k"}),
+            "at most 4,000 characters; yours has 4,001",
+        ),
+    ],
+)
+async def test_a_bad_frame_gets_an_error_to_its_sender_alone_and_the_socket_stays_up(
+    room_factory, user_factory, connect, frame, error
+):
+    ada, bob = await sync_to_async(user_factory)(), await sync_to_async(user_factory)()
+    room = await sync_to_async(room_factory)(owner=ada)
+    await sync_to_async(services.room_join)(room=room, member=bob)
+    ada_socket, _ = await connect(room, ada)
+    bob_socket, _ = await connect(room, bob)
+
+    await ada_socket.send_to(text_data=frame)
+    reply = await receive_until(ada_socket, 'role="alert"')
+    assert error in reply
+    assert await sync_to_async(Message.objects.count)() == 0
+
+    await ada_socket.send_json_to({"action": "send", "body": "still here", "key": "ok"})
+    assert "still here" in await receive_until(ada_socket, "data-seq")
+    bob_frame = await receive_until(bob_socket, "data-seq")
+    assert "still here" in bob_frame
+    assert error not in bob_frame
+    await close_all(ada_socket, bob_socket)
+
+
+async def test_a_refused_message_keeps_its_text_in_the_composer(
+    room_factory, user_factory, connect
+):
+    ada = await sync_to_async(user_factory)()
+    room = await sync_to_async(room_factory)(owner=ada)
+    socket, _ = await connect(room, ada)
+    await socket.send_json_to({"action": "send", "body": "y" * 4001, "key": "k"})
+    composer = await receive_until(socket, 'id="composer-error"')
+    assert 'value="' + "y" * 4001 + '"' in composer
+    assert 'aria-invalid="true"' in composer
+    await close_all(socket)
+
+
+async def test_flooding_is_refused_after_ten_messages_in_five_seconds(
+    room_factory, user_factory, connect
+):
+    ada = await sync_to_async(user_factory)()
+    room = await sync_to_async(room_factory)(owner=ada)
+    socket, _ = await connect(room, ada)
+    for n in range(11):
+        await socket.send_json_to({"action": "send", "body": f"message {n}", "key": f"k{n}"})
+    refusal = await receive_until(socket, 'role="alert"')
+    assert "too quickly" in refusal
+    assert await sync_to_async(Message.objects.count)() == 10
+    await close_all(socket)
+
+
+# --- Nothing lost, nothing twice -----------------------------------------------------------
+
+
+async def test_resuming_sends_exactly_the_missed_messages_in_order(
+    room_factory, user_factory, connect
+):
+    ada, bob = await sync_to_async(user_factory)(), await sync_to_async(user_factory)()
+    room = await sync_to_async(room_factory)(owner=ada)
+    await sync_to_async(services.room_join)(room=room, member=bob)
+    for n in range(1, 8):
+        await sync_to_async(services.message_post)(room=room, author=ada, body=f"m{n}", key=f"{n}")
+
+    socket, _ = await connect(room, bob, resume=3)
+    frame = await receive_until(socket, "data-seq")
+    assert seqs(frame) == [4, 5, 6, 7]
+    assert 'value="7"' in frame
+    assert await no_more_messages(socket)
+    await close_all(socket)
+
+
+async def test_live_messages_before_the_page_says_where_it_is_wait_and_are_not_doubled(
+    room_factory, user_factory, connect
+):
+    ada, bob = await sync_to_async(user_factory)(), await sync_to_async(user_factory)()
+    room = await sync_to_async(room_factory)(owner=ada)
+    await sync_to_async(services.room_join)(room=room, member=bob)
+    await sync_to_async(services.message_post)(room=room, author=ada, body="before", key="1")
+    socket, _ = await connect(room, bob, resume=None)
+    await sync_to_async(services.message_post)(room=room, author=ada, body="during", key="2")
+    await socket.send_json_to({"action": "resume", "after": 0})
+
+    delivered = []
+    while len(delivered) < 2:
+        delivered += seqs(await receive_until(socket, "data-seq"))
+    assert delivered == [1, 2]
+    await sync_to_async(services.message_post)(room=room, author=ada, body="after", key="3")
+    assert seqs(await receive_until(socket, "data-seq")) == [3]
+    await close_all(socket)
+
+
+async def test_a_live_message_after_a_gap_brings_the_missing_ones_from_the_database(
+    room_factory, user_factory, connect
+):
+    ada = await sync_to_async(user_factory)()
+    room = await sync_to_async(room_factory)(owner=ada)
+    socket, _ = await connect(room, ada)
+
+    def save_without_announcing(body: str) -> None:
+        # As if the channel layer had lost this message's announcement.
+        room.refresh_from_db()
+        seq = room.last_seq + 1
+        Room.objects.filter(pk=room.pk).update(last_seq=seq)
+        Message.objects.create(room=room, seq=seq, author=ada, body=body)
+
+    await sync_to_async(save_without_announcing)("lost one")
+    await sync_to_async(save_without_announcing)("lost two")
+    await sync_to_async(services.message_post)(room=room, author=ada, body="announced", key="x")
+
+    delivered = []
+    while len(delivered) < 3:
+        delivered += seqs(await receive_until(socket, "data-seq"))
+    assert delivered == [1, 2, 3]
+    await close_all(socket)
+
+
+# --- Leaving ---------------------------------------------------------------------------------
+
+
+async def test_leaving_closes_the_members_room_sockets_for_good(
+    room_factory, user_factory, connect
+):
+    ada, bob = await sync_to_async(user_factory)(), await sync_to_async(user_factory)()
+    room = await sync_to_async(room_factory)(owner=ada)
+    await sync_to_async(services.room_join)(room=room, member=bob)
+    socket, _ = await connect(room, bob)
+    await sync_to_async(services.room_leave)(room=room, member=bob)
+    await receive_until(socket, "You have left this room")
+    closed = await socket.receive_output(timeout=3)
+    assert closed == {"type": "websocket.close", "code": 4003}
