@@ -7,5 +7,6 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("accounts/", include("allauth.urls")),
     path("profile/", include("accounts.urls")),
+    path("rooms/", include("rooms.urls")),
     path("admin/", admin.site.urls),
 ]
