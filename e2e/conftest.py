@@ -172,6 +172,17 @@ def _committed_data(transactional_db):
     """The server is another process: it only sees data that is committed."""
 
 
+@pytest.fixture(autouse=True)
+def _seeding_announces_nothing(monkeypatch):
+    """Tests seed rooms and messages through the services in this process, whose channel layer
+    has no sockets to tell (the server's has them, and announces its own changes for real);
+    announcing from here would also need an event loop that Playwright's is not."""
+    from rooms import services
+
+    monkeypatch.setattr(services, "message_announce", lambda message: None)
+    monkeypatch.setattr(services, "_announce_left", lambda room, member: None)
+
+
 # --- Members and their browsers -------------------------------------------------------------
 
 
