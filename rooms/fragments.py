@@ -20,7 +20,7 @@ def message(message: Message) -> str:
 def messages(batch: list[Message]) -> str:
     """Messages in seq order, appended to the log, with the page's resume point moved on."""
     return render_to_string(
-        "rooms/pushed_messages.html", {"messages": batch, "last_seq": batch[-1].seq}
+        "rooms/pushed_messages.html", {"chat_messages": batch, "last_seq": batch[-1].seq}
     )
 
 
