@@ -7,22 +7,16 @@ committed, and emptied again after it.
 """
 
 import os
-import re
-import subprocess
-import sys
-import threading
-from collections import deque
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.test import Client
 
 from e2e.helpers import DESKTOP
+from parley.tests.live_server import LiveServer
 
 E2E_DIR = Path(__file__).resolve().parent
-ROOT = E2E_DIR.parent
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -92,71 +86,9 @@ def django_db_modify_db_settings(tmp_path_factory):
         database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "e2e.sqlite3")
 
 
-def test_database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-class LiveServer:
-    """daphne serving parley.asgi on a port the system picks, on 127.0.0.1 only."""
-
-    def __init__(self, env: dict[str, str]):
-        self.output: deque[str] = deque(maxlen=400)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                "0",
-                "parley.asgi:application",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.url = self._wait_for_address()
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _wait_for_address(self) -> str:
-        for line in self.process.stdout:
-            self.output.append(line)
-            found = re.search(r"Listening on TCP address (127\.0\.0\.1:\d+)", line)
-            if found:
-                return f"http://{found.group(1)}"
-        raise RuntimeError("daphne exited before listening:\n" + self.tail())
-
-    def _drain(self) -> None:
-        for line in self.process.stdout:
-            self.output.append(line)
-
-    def tail(self, lines: int = 60) -> str:
-        return "".join(list(self.output)[-lines:])
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
 @pytest.fixture(scope="session")
 def daphne_server(django_db_setup, django_db_blocker):
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"},
-        "DEBUG": "1",
-        "DATABASE_URL": test_database_url(),
-        "PYTHONUNBUFFERED": "1",
-    }
-    server = LiveServer(env)
+    server = LiveServer.for_tests()
     yield server
     server.stop()
 

@@ -1,7 +1,7 @@
 """The member socket, through the whole ASGI stack the server runs (parley.asgi.application)."""
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from accounts.consumers import MemberConsumer
@@ -37,7 +37,7 @@ def consumer_connects(monkeypatch):
 
 
 async def test_signed_in_member_from_the_site_is_accepted(user, session_cookie_factory):
-    cookie = await sync_to_async(session_cookie_factory)(user)
+    cookie = await database_sync_to_async(session_cookie_factory)(user)
     communicator = socket(cookie=cookie)
     connected, _ = await communicator.connect()
     assert connected
@@ -61,7 +61,7 @@ async def test_socket_with_a_stale_session_cookie_is_refused(consumer_connects):
 async def test_signed_in_socket_from_a_foreign_origin_is_refused(
     user, session_cookie_factory, consumer_connects
 ):
-    cookie = await sync_to_async(session_cookie_factory)(user)
+    cookie = await database_sync_to_async(session_cookie_factory)(user)
     communicator = socket(cookie=cookie, origin=b"https://evil.example")
     connected, _ = await communicator.connect()
     assert not connected
@@ -71,7 +71,7 @@ async def test_signed_in_socket_from_a_foreign_origin_is_refused(
 async def test_signed_in_socket_without_an_origin_is_refused(
     user, session_cookie_factory, consumer_connects
 ):
-    cookie = await sync_to_async(session_cookie_factory)(user)
+    cookie = await database_sync_to_async(session_cookie_factory)(user)
     communicator = socket(cookie=cookie, origin=None)
     connected, _ = await communicator.connect()
     assert not connected
@@ -81,15 +81,20 @@ async def test_signed_in_socket_without_an_origin_is_refused(
 async def test_fragment_pushed_to_a_member_reaches_each_of_their_tabs_and_nobody_else(
     user_factory, session_cookie_factory
 ):
-    ada, bob = await sync_to_async(user_factory)(), await sync_to_async(user_factory)()
-    tabs = [socket(cookie=await sync_to_async(session_cookie_factory)(ada)) for _ in range(2)]
-    other = socket(cookie=await sync_to_async(session_cookie_factory)(bob))
+    ada, bob = (
+        await database_sync_to_async(user_factory)(),
+        await database_sync_to_async(user_factory)(),
+    )
+    tabs = [
+        socket(cookie=await database_sync_to_async(session_cookie_factory)(ada)) for _ in range(2)
+    ]
+    other = socket(cookie=await database_sync_to_async(session_cookie_factory)(bob))
     for communicator in (*tabs, other):
         connected, _ = await communicator.connect()
         assert connected
 
     html = '<div id="sidebar-room-list" hx-swap-oob="true">fresh</div>'
-    await sync_to_async(member_push)(member_id=ada.pk, html=html)
+    await database_sync_to_async(member_push)(member_id=ada.pk, html=html)
 
     for tab in tabs:
         assert await tab.receive_from(timeout=2) == html
@@ -101,7 +106,7 @@ async def test_fragment_pushed_to_a_member_reaches_each_of_their_tabs_and_nobody
 async def test_a_frame_sent_up_the_member_socket_gets_an_error_and_the_socket_stays_open(
     user, session_cookie_factory
 ):
-    communicator = socket(cookie=await sync_to_async(session_cookie_factory)(user))
+    communicator = socket(cookie=await database_sync_to_async(session_cookie_factory)(user))
     connected, _ = await communicator.connect()
     assert connected
 
@@ -111,6 +116,6 @@ async def test_a_frame_sent_up_the_member_socket_gets_an_error_and_the_socket_st
     assert "could not be understood" in reply
 
     html = '<p id="probe" hx-swap-oob="true">still here</p>'
-    await sync_to_async(member_push)(member_id=user.pk, html=html)
+    await database_sync_to_async(member_push)(member_id=user.pk, html=html)
     assert await communicator.receive_from(timeout=2) == html
     await communicator.disconnect()

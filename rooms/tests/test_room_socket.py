@@ -4,7 +4,7 @@ import json
 import re
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.core.cache import cache
 
@@ -35,7 +35,7 @@ def connect(session_cookie_factory):
     """Open a room socket as `member`, the way a page of this site does."""
 
     async def open_socket(room: Room, member, *, resume: int | None = 0):
-        cookie = await sync_to_async(session_cookie_factory)(member)
+        cookie = await database_sync_to_async(session_cookie_factory)(member)
         communicator = WebsocketCommunicator(
             application,
             f"/ws/rooms/{room.pk}/",
@@ -93,16 +93,16 @@ async def close_all(*communicators):
 
 
 async def test_a_member_opens_the_rooms_socket(room_factory, user_factory, connect):
-    room = await sync_to_async(room_factory)()
-    owner = await sync_to_async(lambda: room.created_by)()
+    room = await database_sync_to_async(room_factory)()
+    owner = await database_sync_to_async(lambda: room.created_by)()
     communicator, connected = await connect(room, owner)
     assert connected
     await close_all(communicator)
 
 
 async def test_a_non_member_is_refused_even_for_a_public_room(room_factory, user_factory, connect):
-    room = await sync_to_async(room_factory)()
-    stranger = await sync_to_async(user_factory)()
+    room = await database_sync_to_async(room_factory)()
+    stranger = await database_sync_to_async(user_factory)()
     _, connected = await connect(room, stranger)
     assert not connected
 
@@ -110,14 +110,14 @@ async def test_a_non_member_is_refused_even_for_a_public_room(room_factory, user
 async def test_a_private_room_socket_is_refused_to_a_non_member(
     room_factory, user_factory, connect
 ):
-    room = await sync_to_async(room_factory)(is_private=True)
-    stranger = await sync_to_async(user_factory)()
+    room = await database_sync_to_async(room_factory)(is_private=True)
+    stranger = await database_sync_to_async(user_factory)()
     _, connected = await connect(room, stranger)
     assert not connected
 
 
 async def test_an_anonymous_socket_is_refused(room_factory):
-    room = await sync_to_async(room_factory)()
+    room = await database_sync_to_async(room_factory)()
     communicator = WebsocketCommunicator(
         application, f"/ws/rooms/{room.pk}/", headers=[(b"origin", b"http://127.0.0.1:8000")]
     )
@@ -131,9 +131,12 @@ async def test_an_anonymous_socket_is_refused(room_factory):
 async def test_a_message_reaches_every_member_and_the_sender_gets_a_fresh_composer(
     room_factory, user_factory, connect
 ):
-    ada, bob = await sync_to_async(user_factory)(), await sync_to_async(user_factory)()
-    room = await sync_to_async(room_factory)(owner=ada)
-    await sync_to_async(services.room_join)(room=room, member=bob)
+    ada, bob = (
+        await database_sync_to_async(user_factory)(),
+        await database_sync_to_async(user_factory)(),
+    )
+    room = await database_sync_to_async(room_factory)(owner=ada)
+    await database_sync_to_async(services.room_join)(room=room, member=bob)
     ada_socket, _ = await connect(room, ada)
     bob_socket, _ = await connect(room, bob)
 
@@ -149,14 +152,16 @@ async def test_a_message_reaches_every_member_and_the_sender_gets_a_fresh_compos
     assert 'value=""' in composer
     assert "autofocus" in composer
     assert 'name="key" value="k1"' not in composer
-    saved = await sync_to_async(lambda: list(Message.objects.values_list("body", flat=True)))()
+    saved = await database_sync_to_async(
+        lambda: list(Message.objects.values_list("body", flat=True))
+    )()
     assert saved == ["Hello, Bob"]
     await close_all(ada_socket, bob_socket)
 
 
 async def test_markup_in_a_message_arrives_as_text(room_factory, user_factory, connect):
-    ada = await sync_to_async(user_factory)()
-    room = await sync_to_async(room_factory)(owner=ada)
+    ada = await database_sync_to_async(user_factory)()
+    room = await database_sync_to_async(room_factory)(owner=ada)
     socket, _ = await connect(room, ada)
     body = "<script>alert(1)</script><img src=x onerror=alert(2)>"
     await socket.send_json_to({"action": "send", "body": body, "key": "k"})
@@ -175,11 +180,11 @@ async def test_the_fragment_is_rendered_once_per_message_whatever_the_audience(
     monkeypatch.setattr(
         fragments, "message", lambda message: renders.append(message.seq) or real_message(message)
     )
-    owner = await sync_to_async(user_factory)()
-    room = await sync_to_async(room_factory)(owner=owner)
-    members = [await sync_to_async(user_factory)() for _ in range(5)]
+    owner = await database_sync_to_async(user_factory)()
+    room = await database_sync_to_async(room_factory)(owner=owner)
+    members = [await database_sync_to_async(user_factory)() for _ in range(5)]
     for member in members:
-        await sync_to_async(services.room_join)(room=room, member=member)
+        await database_sync_to_async(services.room_join)(room=room, member=member)
     sockets = [(await connect(room, member))[0] for member in (owner, *members, members[0])]
 
     await sockets[0].send_json_to({"action": "send", "body": "one", "key": "a"})
@@ -193,8 +198,8 @@ async def test_the_fragment_is_rendered_once_per_message_whatever_the_audience(
 
 
 async def test_a_retried_send_with_the_same_key_is_saved_once(room_factory, user_factory, connect):
-    ada = await sync_to_async(user_factory)()
-    room = await sync_to_async(room_factory)(owner=ada)
+    ada = await database_sync_to_async(user_factory)()
+    room = await database_sync_to_async(room_factory)(owner=ada)
     socket, _ = await connect(room, ada)
     for _ in range(3):
         await socket.send_json_to({"action": "send", "body": "only once", "key": "same"})
@@ -202,7 +207,7 @@ async def test_a_retried_send_with_the_same_key_is_saved_once(room_factory, user
     frames = [await receive_until(socket, "data-seq") for _ in range(2)]
     assert [seqs(frame) for frame in frames] == [[1], [2]]
     assert await no_more_messages(socket)
-    bodies = await sync_to_async(
+    bodies = await database_sync_to_async(
         lambda: list(Message.objects.order_by("seq").values_list("body", flat=True))
     )()
     assert bodies == ["only once", "a different one"]
@@ -233,16 +238,19 @@ async def test_a_retried_send_with_the_same_key_is_saved_once(room_factory, user
 async def test_a_bad_frame_gets_an_error_to_its_sender_alone_and_the_socket_stays_up(
     room_factory, user_factory, connect, frame, error
 ):
-    ada, bob = await sync_to_async(user_factory)(), await sync_to_async(user_factory)()
-    room = await sync_to_async(room_factory)(owner=ada)
-    await sync_to_async(services.room_join)(room=room, member=bob)
+    ada, bob = (
+        await database_sync_to_async(user_factory)(),
+        await database_sync_to_async(user_factory)(),
+    )
+    room = await database_sync_to_async(room_factory)(owner=ada)
+    await database_sync_to_async(services.room_join)(room=room, member=bob)
     ada_socket, _ = await connect(room, ada)
     bob_socket, _ = await connect(room, bob)
 
     await ada_socket.send_to(text_data=frame)
     reply = await receive_until(ada_socket, 'role="alert"')
     assert error in reply
-    assert await sync_to_async(Message.objects.count)() == 0
+    assert await database_sync_to_async(Message.objects.count)() == 0
 
     await ada_socket.send_json_to({"action": "send", "body": "still here", "key": "ok"})
     assert "still here" in await receive_until(ada_socket, "data-seq")
@@ -255,8 +263,8 @@ async def test_a_bad_frame_gets_an_error_to_its_sender_alone_and_the_socket_stay
 async def test_a_refused_message_keeps_its_text_in_the_composer(
     room_factory, user_factory, connect
 ):
-    ada = await sync_to_async(user_factory)()
-    room = await sync_to_async(room_factory)(owner=ada)
+    ada = await database_sync_to_async(user_factory)()
+    room = await database_sync_to_async(room_factory)(owner=ada)
     socket, _ = await connect(room, ada)
     await socket.send_json_to({"action": "send", "body": "y" * 4001, "key": "k"})
     composer = await receive_until(socket, 'id="composer-error"')
@@ -268,14 +276,14 @@ async def test_a_refused_message_keeps_its_text_in_the_composer(
 async def test_flooding_is_refused_after_ten_messages_in_five_seconds(
     room_factory, user_factory, connect
 ):
-    ada = await sync_to_async(user_factory)()
-    room = await sync_to_async(room_factory)(owner=ada)
+    ada = await database_sync_to_async(user_factory)()
+    room = await database_sync_to_async(room_factory)(owner=ada)
     socket, _ = await connect(room, ada)
     for n in range(11):
         await socket.send_json_to({"action": "send", "body": f"message {n}", "key": f"k{n}"})
     refusal = await receive_until(socket, 'role="alert"')
     assert "too quickly" in refusal
-    assert await sync_to_async(Message.objects.count)() == 10
+    assert await database_sync_to_async(Message.objects.count)() == 10
     await close_all(socket)
 
 
@@ -285,11 +293,16 @@ async def test_flooding_is_refused_after_ten_messages_in_five_seconds(
 async def test_resuming_sends_exactly_the_missed_messages_in_order(
     room_factory, user_factory, connect
 ):
-    ada, bob = await sync_to_async(user_factory)(), await sync_to_async(user_factory)()
-    room = await sync_to_async(room_factory)(owner=ada)
-    await sync_to_async(services.room_join)(room=room, member=bob)
+    ada, bob = (
+        await database_sync_to_async(user_factory)(),
+        await database_sync_to_async(user_factory)(),
+    )
+    room = await database_sync_to_async(room_factory)(owner=ada)
+    await database_sync_to_async(services.room_join)(room=room, member=bob)
     for n in range(1, 8):
-        await sync_to_async(services.message_post)(room=room, author=ada, body=f"m{n}", key=f"{n}")
+        await database_sync_to_async(services.message_post)(
+            room=room, author=ada, body=f"m{n}", key=f"{n}"
+        )
 
     socket, _ = await connect(room, bob, resume=3)
     frame = await receive_until(socket, "data-seq")
@@ -302,19 +315,28 @@ async def test_resuming_sends_exactly_the_missed_messages_in_order(
 async def test_live_messages_before_the_page_says_where_it_is_wait_and_are_not_doubled(
     room_factory, user_factory, connect
 ):
-    ada, bob = await sync_to_async(user_factory)(), await sync_to_async(user_factory)()
-    room = await sync_to_async(room_factory)(owner=ada)
-    await sync_to_async(services.room_join)(room=room, member=bob)
-    await sync_to_async(services.message_post)(room=room, author=ada, body="before", key="1")
+    ada, bob = (
+        await database_sync_to_async(user_factory)(),
+        await database_sync_to_async(user_factory)(),
+    )
+    room = await database_sync_to_async(room_factory)(owner=ada)
+    await database_sync_to_async(services.room_join)(room=room, member=bob)
+    await database_sync_to_async(services.message_post)(
+        room=room, author=ada, body="before", key="1"
+    )
     socket, _ = await connect(room, bob, resume=None)
-    await sync_to_async(services.message_post)(room=room, author=ada, body="during", key="2")
+    await database_sync_to_async(services.message_post)(
+        room=room, author=ada, body="during", key="2"
+    )
     await socket.send_json_to({"action": "resume", "after": 0})
 
     delivered = []
     while len(delivered) < 2:
         delivered += seqs(await receive_until(socket, "data-seq"))
     assert delivered == [1, 2]
-    await sync_to_async(services.message_post)(room=room, author=ada, body="after", key="3")
+    await database_sync_to_async(services.message_post)(
+        room=room, author=ada, body="after", key="3"
+    )
     assert seqs(await receive_until(socket, "data-seq")) == [3]
     await close_all(socket)
 
@@ -322,8 +344,8 @@ async def test_live_messages_before_the_page_says_where_it_is_wait_and_are_not_d
 async def test_a_live_message_after_a_gap_brings_the_missing_ones_from_the_database(
     room_factory, user_factory, connect
 ):
-    ada = await sync_to_async(user_factory)()
-    room = await sync_to_async(room_factory)(owner=ada)
+    ada = await database_sync_to_async(user_factory)()
+    room = await database_sync_to_async(room_factory)(owner=ada)
     socket, _ = await connect(room, ada)
 
     def save_without_announcing(body: str) -> None:
@@ -333,9 +355,11 @@ async def test_a_live_message_after_a_gap_brings_the_missing_ones_from_the_datab
         Room.objects.filter(pk=room.pk).update(last_seq=seq)
         Message.objects.create(room=room, seq=seq, author=ada, body=body)
 
-    await sync_to_async(save_without_announcing)("lost one")
-    await sync_to_async(save_without_announcing)("lost two")
-    await sync_to_async(services.message_post)(room=room, author=ada, body="announced", key="x")
+    await database_sync_to_async(save_without_announcing)("lost one")
+    await database_sync_to_async(save_without_announcing)("lost two")
+    await database_sync_to_async(services.message_post)(
+        room=room, author=ada, body="announced", key="x"
+    )
 
     delivered = []
     while len(delivered) < 3:
@@ -350,11 +374,14 @@ async def test_a_live_message_after_a_gap_brings_the_missing_ones_from_the_datab
 async def test_leaving_closes_the_members_room_sockets_for_good(
     room_factory, user_factory, connect
 ):
-    ada, bob = await sync_to_async(user_factory)(), await sync_to_async(user_factory)()
-    room = await sync_to_async(room_factory)(owner=ada)
-    await sync_to_async(services.room_join)(room=room, member=bob)
+    ada, bob = (
+        await database_sync_to_async(user_factory)(),
+        await database_sync_to_async(user_factory)(),
+    )
+    room = await database_sync_to_async(room_factory)(owner=ada)
+    await database_sync_to_async(services.room_join)(room=room, member=bob)
     socket, _ = await connect(room, bob)
-    await sync_to_async(services.room_leave)(room=room, member=bob)
+    await database_sync_to_async(services.room_leave)(room=room, member=bob)
     await receive_until(socket, "You have left this room")
     closed = await socket.receive_output(timeout=3)
     assert closed == {"type": "websocket.close", "code": 4003}
