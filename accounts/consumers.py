@@ -1,6 +1,6 @@
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from accounts.services import member_group
+from accounts.services import LOGGED_OUT, member_group, session_tag
 from parley.fragments import notice_fragment
 
 
@@ -27,3 +27,7 @@ class MemberConsumer(AsyncWebsocketConsumer):
 
     async def member_fragment(self, event: dict) -> None:
         await self.send(text_data=event["html"])
+
+    async def session_ended(self, event: dict) -> None:
+        if event["session"] == session_tag(self.scope["session"].session_key):
+            await self.close(LOGGED_OUT)

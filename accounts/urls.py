@@ -4,4 +4,5 @@ from accounts import views
 
 urlpatterns = [
     path("", views.profile, name="profile"),
+    path("socket/", views.member_socket, name="member_socket"),
 ]

@@ -1,7 +1,7 @@
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.forms import ProfileForm
 from parley.http import HtmxHttpRequest
@@ -21,3 +21,9 @@ def profile(request: HtmxHttpRequest) -> HttpResponse:
         return redirect("profile")
     template = "accounts/profile.html#profile-form" if request.htmx else "accounts/profile.html"
     return render(request, template, {"form": form})
+
+
+@require_GET
+def member_socket(request: HtmxHttpRequest) -> HttpResponse:
+    """A fresh copy of the member socket's element, which opens a new socket when swapped in."""
+    return render(request, "includes/member_socket.html")

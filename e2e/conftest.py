@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from e2e.helpers import DESKTOP
+from e2e.helpers import DESKTOP, CuttableLink
 from parley.tests.live_server import LiveServer
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -111,7 +111,7 @@ def _seeding_announces_nothing(monkeypatch):
     announcing from here would also need an event loop that Playwright's is not."""
     from rooms import services
 
-    monkeypatch.setattr(services, "message_announce", lambda message: None)
+    monkeypatch.setattr(services, "message_announce", lambda message, key="": None)
     monkeypatch.setattr(services, "_announce_left", lambda room, member: None)
 
 
@@ -138,6 +138,14 @@ def member_context(new_context, daphne_server):
         return context
 
     return make
+
+
+@pytest.fixture
+def cuttable_link(daphne_server):
+    """A link to the live server whose network a test can cut (see CuttableLink)."""
+    link = CuttableLink(daphne_server.port)
+    yield link
+    link.close()
 
 
 @pytest.fixture

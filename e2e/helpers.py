@@ -1,3 +1,5 @@
+import asyncio
+import threading
 from pathlib import Path
 
 SCREENS = Path(__file__).resolve().parent.parent / "test-results" / "screens"
@@ -16,3 +18,75 @@ def screenshot(page, name: str) -> Path:
 
 def has_no_sideways_scroll(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+class CuttableLink:
+    """A TCP link on 127.0.0.1 to a server, which a test can cut and restore.
+
+    Chromium's offline emulation leaves open WebSockets alone, so it cannot show what happens
+    when a member's network drops. Pointing that member's browser at this link can: `cut()`
+    aborts every connection through it (the browser sees close code 1006, the server a lost
+    connection) and refuses new ones until `restore()`.
+    """
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.up = True
+        self.pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.port = self._call(self._listen())
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _call(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
+
+    async def _listen(self) -> int:
+        self.server = await asyncio.start_server(self._carry, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _carry(self, reader, writer) -> None:
+        if not self.up:
+            writer.transport.abort()
+            return
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                "127.0.0.1", self.target_port
+            )
+        except OSError:
+            writer.transport.abort()
+            return
+        pair = (writer, upstream_writer)
+        self.pairs.add(pair)
+
+        async def pipe(source, sink):
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.transport.abort()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+        self.pairs.discard(pair)
+
+    async def _cut(self) -> None:
+        self.up = False
+        for pair in list(self.pairs):
+            for end in pair:
+                end.transport.abort()
+
+    def cut(self) -> None:
+        self._call(self._cut())
+
+    def restore(self) -> None:
+        self.up = True
+
+    def close(self) -> None:
+        self._call(self._cut())
+        self.server.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)

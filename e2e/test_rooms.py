@@ -86,55 +86,62 @@ def test_two_members_create_find_join_and_chat_live(member_context, user_factory
 
 
 def test_messages_posted_while_a_member_is_offline_arrive_once_in_order_without_reload(
-    member_context, user_factory
+    member_context, user_factory, cuttable_link
 ):
     ada = user_factory(username="ada", display_name="Ada")
     bob = user_factory(username="bob", display_name="Bob")
     room = services.room_create(creator=ada, name="Night shift")
     services.room_join(room=room, member=bob)
     ada_page = member_context(ada).new_page()
-    bob_context = member_context(bob)
-    bob_page = bob_context.new_page()
+    bob_page = member_context(bob).new_page()  # Bob's network goes through a link we can cut
     bob_sockets = count_room_sockets(bob_page)
-    for page in (ada_page, bob_page):
-        page.goto(room.get_absolute_url())
+    ada_page.goto(room.get_absolute_url())
+    bob_page.goto(cuttable_link.url + room.get_absolute_url())
     for page in (ada_page, bob_page):
         expect(page.get_by_text("2 online")).to_be_visible()
 
     say(ada_page, "before")
     expect(log(bob_page)).to_contain_text("before")
-    bob_context.set_offline(True)
+    cuttable_link.cut()
+    expect(ada_page.get_by_text("1 online: Ada")).to_be_visible()  # the server saw him go
     for n in range(1, 6):
         say(ada_page, f"while away {n}")
         expect(ada_page.get_by_label("Message", exact=True)).to_have_value("")
-    bob_context.set_offline(False)
+    bob_page.wait_for_timeout(2_000)
+    cuttable_link.restore()
 
     expected = ["before", *(f"while away {n}" for n in range(1, 6))]
     bodies = log(bob_page).locator(".message__body")
-    expect(bodies).to_have_text(expected, timeout=15_000)
-    bob_page.wait_for_timeout(1000)  # anything doubled would have arrived by now
+    expect(bodies).to_have_text(expected, timeout=30_000)
+    expect(ada_page.get_by_text("2 online: Ada, Bob")).to_be_visible()
+    bob_page.wait_for_timeout(1_000)  # anything doubled would have arrived by now
     expect(bodies).to_have_text(expected)
     assert len(bob_sockets) >= 2, "the page should have reconnected"
     assert bob_page.evaluate("performance.getEntriesByType('navigation').length") == 1
 
 
-def test_a_message_typed_while_offline_is_sent_once_on_reconnect(member_context, user_factory):
+def test_a_message_typed_while_offline_is_sent_once_on_reconnect(
+    member_context, user_factory, cuttable_link
+):
     ada = user_factory(username="ada", display_name="Ada")
     room = services.room_create(creator=ada, name="Train")
-    context = member_context(ada)
-    page = context.new_page()
+    page = member_context(ada).new_page()
     sockets = count_room_sockets(page)
-    page.goto(room.get_absolute_url())
+    page.goto(cuttable_link.url + room.get_absolute_url())
     expect(page.get_by_text("1 online: Ada")).to_be_visible()
 
-    context.set_offline(True)
+    cuttable_link.cut()
     page.wait_for_timeout(500)
     say(page, "typed in a tunnel")
     page.get_by_label("Message", exact=True).press("Enter")  # impatient: sent twice
-    context.set_offline(False)
+    # Not sent yet, and visibly so: the text stays in the composer until the server has it.
+    expect(page.get_by_label("Message", exact=True)).to_have_value("typed in a tunnel")
+    page.wait_for_timeout(1_500)
+    cuttable_link.restore()
 
-    expect(log(page).locator(".message__body")).to_have_text(["typed in a tunnel"], timeout=15_000)
-    page.wait_for_timeout(1000)
+    expect(log(page).locator(".message__body")).to_have_text(["typed in a tunnel"], timeout=30_000)
+    expect(page.get_by_label("Message", exact=True)).to_have_value("")
+    page.wait_for_timeout(1_000)
     assert list(Message.objects.values_list("body", flat=True)) == ["typed in a tunnel"]
     assert len(sockets) >= 2, "the page should have reconnected"
 
@@ -190,3 +197,15 @@ def test_rooms_on_a_phone(member_context, user_factory):
         assert has_no_sideways_scroll(page), path
         screenshot(page, name)
     expect(log(page).locator(".message")).to_have_count(4)
+
+
+def test_a_room_page_opens_one_room_socket_and_one_member_socket(member_context, user_factory):
+    ada = user_factory(username="ada", display_name="Ada")
+    room = services.room_create(creator=ada, name="Sockets")
+    page = member_context(ada).new_page()
+    opened = []
+    page.on("websocket", lambda ws: opened.append(ws.url.split("/ws/", 1)[1]))
+    page.goto(room.get_absolute_url())
+    expect(page.get_by_text("1 online: Ada")).to_be_visible()
+    page.wait_for_timeout(500)
+    assert sorted(opened) == ["member/", f"rooms/{room.pk}/"]

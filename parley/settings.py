@@ -91,6 +91,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "parley.middleware.htmx_login_redirect",
 ]
 
 ROOT_URLCONF = "parley.urls"
@@ -165,11 +166,6 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
-# A socket older than this closes itself with a code the page reconnects after (1012), before
-# daphne's idle timeout (websocket_timeout, 24 h by default) would close it with 1000, which
-# htmx's ws extension does not retry.
-WEBSOCKET_MAX_AGE = env_int("WEBSOCKET_MAX_AGE", 12 * 60 * 60)
 
 # --- Accounts (django-allauth) --------------------------------------------------------------
 

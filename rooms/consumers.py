@@ -11,8 +11,8 @@ import json
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 
+from accounts.services import LOGGED_OUT, session_tag
 from parley.fragments import notice_fragment
 from rooms import fragments, selectors, services
 from rooms.hub import get_hub
@@ -20,11 +20,10 @@ from rooms.presence import get_presence
 
 MAX_FRAME = 64 * 1024
 CATCH_UP_LIMIT = 500
-# Close codes. htmx's ws extension reconnects after 1012 ("service restart"); it does not after
-# 4001 or 4003, which end a socket for good.
-RECONNECT = 1012
+# Closes a room socket for good: the member has left the room.
 GONE = 4003
 PRESENCE_DELAY = 0.25
+LOGGED_OUT_NOTICE = "You have logged out. Log in again to go on chatting."
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -34,6 +33,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.member = self.scope["user"]
         self.member_id = self.member.pk
+        self.session = session_tag(self.scope["session"].session_key)
         room_id = self.scope["url_route"]["kwargs"]["room_id"]
         self.room = await database_sync_to_async(selectors.room_of_member)(room_id, self.member)
         if self.room is None:
@@ -43,21 +43,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.early: list[dict] = []  # live messages that came before the page said
         self.lock = asyncio.Lock()
         self.read_seq = 0  # the newest seq written as read
+        self.composer_key = ""  # the idempotency key in this page's composer
         self.read_writer: asyncio.Task | None = None
         first_here = await get_hub().join(self.room.pk, self.room.group, self)
         await self.accept()
         if first_here:
             await get_presence().arrived(self.room.pk, self.member_id)
         await self.presence_changed()
-        # Retire before daphne's idle timeout, which closes with 1000 and so is never retried.
-        self.retire = asyncio.get_running_loop().call_later(
-            settings.WEBSOCKET_MAX_AGE, lambda: asyncio.ensure_future(self.close(RECONNECT))
-        )
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "room", None) is None:
             return
-        self.retire.cancel()
         if self.read_writer is not None:
             self.read_writer.cancel()
         await self.write_read()
@@ -72,7 +68,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if frame is None:
             await self.send(text_data=notice_fragment("That message could not be understood."))
         elif frame.get("action") == "resume":
-            await self.resume(frame.get("after"))
+            await self.resume(frame.get("after"), frame.get("key"), frame.get("body"))
         elif frame.get("action") == "send":
             await self.post(frame.get("body"), frame.get("key"))
         else:
@@ -96,15 +92,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
             )
         except services.Refused as refusal:
             kept = body if isinstance(body, str) else ""
+            self.composer_key = key or fragments.new_key()
             await self.send(
                 text_data=fragments.composer(
-                    room=self.room, key=key or fragments.new_key(), body=kept, error=str(refusal)
+                    room=self.room, key=self.composer_key, body=kept, error=str(refusal)
                 )
             )
             return
-        await self.send(text_data=fragments.composer(room=self.room, key=fragments.new_key()))
+        await self.empty_composer()
 
-    async def resume(self, after: object) -> None:
+    async def empty_composer(self) -> None:
+        self.composer_key = fragments.new_key()
+        await self.send(text_data=fragments.composer(room=self.room, key=self.composer_key))
+
+    async def resume(self, after: object, key: object = "", body: object = "") -> None:
         try:
             after = int(after)
         except (TypeError, ValueError):
@@ -112,6 +113,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if after < 0:
             await self.send(text_data=notice_fragment("That message could not be understood."))
             return
+        # The resume frame carries the composer's key and draft: a draft already saved (sent
+        # before the socket closed, or queued and sent on another socket) is emptied.
+        self.composer_key = key if isinstance(key, str) else ""
+        if await database_sync_to_async(services.message_was_saved)(
+            author=self.member, key=self.composer_key, body=body
+        ):
+            await self.empty_composer()
         async with self.lock:
             self.sent_seq = after
             await self.send_from_database()
@@ -134,6 +142,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         elif kind == "room.left" and event["member_id"] == self.member_id:
             await self.send(text_data=notice_fragment("You have left this room.", level="info"))
             await self.close(GONE)
+        elif kind == "session.ended" and event["session"] == self.session:
+            await self.send(text_data=notice_fragment(LOGGED_OUT_NOTICE, level="info"))
+            await self.close(LOGGED_OUT)
 
     async def deliver(self, event: dict) -> None:
         seq = event["seq"]
@@ -145,6 +156,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         else:
             await self.send_from_database()  # a gap: read what is missing, in order
         self.mark_read_soon()
+        if (
+            event.get("author_id") == self.member_id
+            and event.get("key")
+            and event["key"] == self.composer_key
+        ):
+            await self.empty_composer()  # sent from this page, on a socket it no longer has
 
     async def send_from_database(self) -> None:
         batch = await database_sync_to_async(selectors.messages_after)(

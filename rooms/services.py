@@ -119,6 +119,14 @@ def _client_key(key: str, body: str) -> str:
     return f"{key[:60]}.{digest}"
 
 
+def message_was_saved(*, author, key: str, body: str) -> bool:
+    """Whether a send with this key and body reached the database (so it is not a draft)."""
+    if not key or not isinstance(body, str) or not body.strip():
+        return False
+    client_key = _client_key(key, body.strip())
+    return Message.objects.filter(author=author, client_key=client_key).exists()
+
+
 def _flood_check(member) -> None:
     key = f"parley:flood:{member.pk}"
     cache.add(key, 0, timeout=FLOOD_WINDOW_SECONDS)
@@ -157,7 +165,7 @@ def message_post(*, room: Room, author, body: object, key: str = "") -> tuple[Me
                 room=room, seq=seq, author=author, body=body, client_key=client_key
             )
             Membership.objects.filter(room=room, member=author).update(last_read_seq=seq)
-            transaction.on_commit(lambda: message_announce(message))
+            transaction.on_commit(lambda: message_announce(message, key=key))
     except IntegrityError:
         # The same send raced itself (two sockets of one page); the first one won.
         existing = Message.objects.filter(author=author, client_key=client_key).first()
@@ -168,11 +176,22 @@ def message_post(*, room: Room, author, body: object, key: str = "") -> tuple[Me
     return message, True
 
 
-def message_announce(message: Message) -> None:
-    """Render the message once and send that one string to the room's group."""
+def message_announce(message: Message, key: str = "") -> None:
+    """Render the message once and send that one string to the room's group.
+
+    The author's id and the send's key come along (not in the HTML), so that each of the
+    author's sockets whose composer still holds that key can empty it, whichever socket the send
+    travelled on (after a reconnect it may not be the one the page has now).
+    """
     async_to_sync(get_channel_layer().group_send)(
         message.room.group,
-        {"type": "room.message", "seq": message.seq, "html": fragments.message(message)},
+        {
+            "type": "room.message",
+            "seq": message.seq,
+            "html": fragments.message(message),
+            "author_id": message.author_id,
+            "key": key,
+        },
     )
 
 

@@ -190,8 +190,9 @@ async def test_the_fragment_is_rendered_once_per_message_whatever_the_audience(
     await sockets[0].send_json_to({"action": "send", "body": "one", "key": "a"})
     await sockets[1].send_json_to({"action": "send", "body": "two", "key": "b"})
     for socket in sockets:
-        received = seqs(await receive_until(socket, "data-seq"))
-        received += seqs(await receive_until(socket, "data-seq"))
+        received = []
+        while len(received) < 2:
+            received += seqs(await receive_until(socket, "data-seq"))
         assert received == [1, 2]
     assert sorted(renders) == [1, 2]
     await close_all(*sockets)
@@ -385,3 +386,88 @@ async def test_leaving_closes_the_members_room_sockets_for_good(
     await receive_until(socket, "You have left this room")
     closed = await socket.receive_output(timeout=3)
     assert closed == {"type": "websocket.close", "code": 4003}
+
+
+# --- Presence ---------------------------------------------------------------------------------
+
+
+async def test_a_member_with_two_tabs_stays_online_until_both_close(
+    room_factory, user_factory, connect
+):
+    ada = await database_sync_to_async(user_factory)(username="ada")
+    bob = await database_sync_to_async(user_factory)(username="bob")
+    room = await database_sync_to_async(room_factory)(owner=ada)
+    await database_sync_to_async(services.room_join)(room=room, member=bob)
+    watcher, _ = await connect(room, ada)
+    first_tab, _ = await connect(room, bob)
+    second_tab, _ = await connect(room, bob)
+    await receive_until(watcher, r"2 online</strong>:\s*ada, bob")
+
+    await first_tab.disconnect()
+    # Nothing may say bob left while his other tab is open.
+    while not await watcher.receive_nothing(timeout=1):
+        assert "1 online" not in await watcher.receive_from()
+
+    await second_tab.disconnect()
+    await receive_until(watcher, r"1 online</strong>:\s*ada")
+    await close_all(watcher)
+
+
+async def test_a_reconnecting_member_is_online_again(room_factory, user_factory, connect):
+    ada = await database_sync_to_async(user_factory)(username="ada")
+    bob = await database_sync_to_async(user_factory)(username="bob")
+    room = await database_sync_to_async(room_factory)(owner=ada)
+    await database_sync_to_async(services.room_join)(room=room, member=bob)
+    watcher, _ = await connect(room, ada)
+    tab, _ = await connect(room, bob)
+    await receive_until(watcher, "2 online")
+    await tab.disconnect()
+    await receive_until(watcher, "1 online")
+    tab, _ = await connect(room, bob)
+    await receive_until(watcher, r"2 online</strong>:\s*ada, bob")
+    await close_all(watcher, tab)
+
+
+# --- Logging out ------------------------------------------------------------------------------
+
+
+async def test_logging_out_closes_that_sessions_sockets_for_good_and_no_others(
+    room_factory, user_factory
+):
+    from django.conf import settings as django_settings
+    from django.test import Client
+    from django.urls import reverse
+
+    ada = await database_sync_to_async(user_factory)(username="ada")
+    room = await database_sync_to_async(room_factory)(owner=ada)
+    browsers = [Client(), Client()]
+    sockets = []
+    for browser in browsers:
+        await database_sync_to_async(browser.force_login)(ada)
+        session = browser.cookies[django_settings.SESSION_COOKIE_NAME].value
+        for path in (f"/ws/rooms/{room.pk}/", "/ws/member/"):
+            socket = WebsocketCommunicator(
+                application,
+                path,
+                headers=[
+                    (b"origin", b"http://127.0.0.1:8000"),
+                    (b"cookie", f"sessionid={session}".encode()),
+                ],
+            )
+            assert (await socket.connect())[0]
+            sockets.append(socket)
+
+    await database_sync_to_async(browsers[0].post)(reverse("account_logout"))
+
+    room_socket, member_socket, other_room_socket, other_member_socket = sockets
+    await receive_until(room_socket, "You have logged out")
+    assert await room_socket.receive_output(timeout=3) == {"type": "websocket.close", "code": 4001}
+    assert await member_socket.receive_output(timeout=3) == {
+        "type": "websocket.close",
+        "code": 4001,
+    }
+    assert await other_member_socket.receive_nothing(timeout=0.5)
+    await other_room_socket.send_json_to({"action": "resume", "after": 0})
+    await other_room_socket.send_json_to({"action": "send", "body": "still in", "key": "k"})
+    assert "still in" in await receive_until(other_room_socket, "data-seq")
+    await close_all(other_room_socket, other_member_socket)

@@ -36,7 +36,7 @@ async def open_room(server: LiveServer, room, cookie: bytes):
     return socket
 
 
-async def frame_matching(socket, pattern: str, wait: float = 5) -> str:
+async def frame_matching(socket, pattern: str, wait: float = 10) -> str:
     async with asyncio.timeout(wait):
         while True:
             frame = await socket.recv()
