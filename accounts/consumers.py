@@ -1,7 +1,11 @@
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from accounts.services import LOGGED_OUT, member_group, session_tag
 from parley.fragments import notice_fragment
+from rooms import selectors
+from rooms.hub import get_hub
+from rooms.models import room_group
 
 
 class MemberConsumer(AsyncWebsocketConsumer):
@@ -13,13 +17,28 @@ class MemberConsumer(AsyncWebsocketConsumer):
     """
 
     async def connect(self) -> None:
-        self.group = member_group(self.scope["user"].pk)
+        self.member = self.scope["user"]
+        self.member_id = self.member.pk
+        self.group = member_group(self.member_id)
+        self.watching: set[int] = set()
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.watch_rooms()
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            for room_id in self.watching:
+                await get_hub().unwatch(room_id, self)
+
+    async def watch_rooms(self) -> None:
+        """Follow the unread counts of exactly the rooms the member is in now."""
+        rooms = await database_sync_to_async(selectors.room_ids_of)(self.member)
+        for room_id in self.watching - rooms:
+            await get_hub().unwatch(room_id, self)
+        for room_id in rooms - self.watching:
+            await get_hub().watch(room_id, room_group(room_id), self)
+        self.watching = rooms
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         # Nothing is sent up this socket yet; say so rather than drop the frame silently.
@@ -27,6 +46,12 @@ class MemberConsumer(AsyncWebsocketConsumer):
 
     async def member_fragment(self, event: dict) -> None:
         await self.send(text_data=event["html"])
+
+    async def member_rooms(self, event: dict) -> None:
+        """The member joined, left or was invited to a room: a new list for the sidebar."""
+        await self.watch_rooms()
+        html = await database_sync_to_async(selectors.sidebar_fragment)(self.member)
+        await self.send(text_data=html)
 
     async def session_ended(self, event: dict) -> None:
         if event["session"] == session_tag(self.scope["session"].session_key):

@@ -113,6 +113,7 @@ def _seeding_announces_nothing(monkeypatch):
 
     monkeypatch.setattr(services, "message_announce", lambda message, key="": None)
     monkeypatch.setattr(services, "_announce_left", lambda room, member: None)
+    monkeypatch.setattr(services, "member_rooms_changed", lambda member_id: None)
 
 
 # --- Members and their browsers -------------------------------------------------------------

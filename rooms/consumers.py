@@ -42,9 +42,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.sent_seq: int | None = None  # the newest seq this page has; None until it says
         self.early: list[dict] = []  # live messages that came before the page said
         self.lock = asyncio.Lock()
-        self.read_seq = 0  # the newest seq written as read
         self.composer_key = ""  # the idempotency key in this page's composer
-        self.read_writer: asyncio.Task | None = None
         first_here = await get_hub().join(self.room.pk, self.room.group, self)
         await self.accept()
         if first_here:
@@ -54,9 +52,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if getattr(self, "room", None) is None:
             return
-        if self.read_writer is not None:
-            self.read_writer.cancel()
-        await self.write_read()
         if await get_hub().leave(self.room.pk, self):
             await get_presence().departed(self.room.pk, self.member_id)
             await self.presence_changed()
@@ -178,18 +173,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             )
 
     def mark_read_soon(self) -> None:
-        """What this page has shown counts as read; written at most once a second."""
-        if self.read_writer is None or self.read_writer.done():
-            self.read_writer = asyncio.ensure_future(self.write_read(after=1))
-
-    async def write_read(self, after: float = 0) -> None:
-        await asyncio.sleep(after)
-        seq = self.sent_seq or 0
-        if seq > self.read_seq:
-            self.read_seq = seq
-            await database_sync_to_async(services.room_mark_read)(
-                room=self.room, member=self.member, seq=seq
-            )
+        """What this page has shown counts as read (the hub writes it, for many at once)."""
+        get_hub().read(self.room.pk, self.member_id, self.sent_seq)
 
     async def presence_changed(self) -> None:
         """Tell everybody in the room who is online now: once per room per PRESENCE_DELAY in

@@ -46,3 +46,13 @@ def presence(*, room: Room, online: list, member_count: int) -> str:
         "rooms/room.html#presence",
         {"room": room, "online": online, "member_count": member_count, "oob": True},
     )
+
+
+def unread(room_id: int, count: int) -> str:
+    """A sidebar's unread badge for one room."""
+    return render_to_string("rooms/unread.html", {"room_id": room_id, "unread": count, "oob": True})
+
+
+def sidebar(memberships) -> str:
+    """A member's whole list of rooms, for when they join or leave one."""
+    return render_to_string("rooms/sidebar.html", {"sidebar_rooms": memberships, "oob": True})

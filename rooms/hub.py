@@ -17,6 +17,11 @@ from channels.layers import get_channel_layer
 
 logger = logging.getLogger(__name__)
 
+# Unread counts in sidebars follow a room's messages at most this often, per process; what
+# room pages have shown is written as read before that, in one go per room.
+UNREAD_DELAY = 1.0
+READ_DELAY = 0.5
+
 
 class RoomSocket(Protocol):
     member_id: int
@@ -28,11 +33,16 @@ class _Room:
     def __init__(self, room_id: int, group: str):
         self.room_id = room_id
         self.group = group
-        self.sockets: set[RoomSocket] = set()
+        self.sockets: set[RoomSocket] = set()  # room pages: they count as online
         self.members: Counter[int] = Counter()
+        self.watchers: set = set()  # sidebars: they only want unread counts
         self.channel: str | None = None
         self.listener: asyncio.Task | None = None
         self.ready = asyncio.Event()
+
+    @property
+    def idle(self) -> bool:
+        return not self.sockets and not self.watchers
 
 
 class RoomHub:
@@ -42,24 +52,36 @@ class RoomHub:
         self.rooms: dict[int, _Room] = {}
         self.pending: set[object] = set()
         self.tasks: set[asyncio.Task] = set()  # held here so that none is collected mid-run
+        self.reads: dict[int, dict[int, int]] = {}  # room -> member -> newest seq shown
         self.layer = get_channel_layer()
 
-    async def join(self, room_id: int, group: str, socket: RoomSocket) -> bool:
-        """Subscribe `socket` to the room; True when its member was not online here before.
-
-        Returns once this process is subscribed, so anything committed after that is delivered.
-        """
+    async def _subscribed(self, room_id: int, group: str) -> _Room:
         room = self.rooms.get(room_id)
         if room is None:
             room = self.rooms[room_id] = _Room(room_id, group)
             room.listener = asyncio.create_task(self._listen(room))
+        return room
+
+    async def _unsubscribe_if_idle(self, room: _Room) -> None:
+        if room.idle and self.rooms.get(room.room_id) is room:
+            del self.rooms[room.room_id]
+            room.listener.cancel()
+            if room.channel is not None:
+                await self.layer.group_discard(room.group, room.channel)
+
+    async def join(self, room_id: int, group: str, socket: RoomSocket) -> bool:
+        """Subscribe a room socket; True when its member was not online here before.
+
+        Returns once this process is subscribed, so anything committed after that is delivered.
+        """
+        room = await self._subscribed(room_id, group)
         room.sockets.add(socket)
         room.members[socket.member_id] += 1
         await room.ready.wait()
         return room.members[socket.member_id] == 1
 
     async def leave(self, room_id: int, socket: RoomSocket) -> bool:
-        """Unsubscribe `socket`; True when that was its member's last socket here."""
+        """Unsubscribe a room socket; True when that was its member's last socket here."""
         room = self.rooms.get(room_id)
         if room is None or socket not in room.sockets:
             return False
@@ -68,12 +90,20 @@ class RoomHub:
         last = room.members[socket.member_id] <= 0
         if last:
             del room.members[socket.member_id]
-        if not room.sockets:
-            del self.rooms[room_id]
-            room.listener.cancel()
-            if room.channel is not None:
-                await self.layer.group_discard(room.group, room.channel)
+        await self._unsubscribe_if_idle(room)
         return last
+
+    async def watch(self, room_id: int, group: str, watcher) -> None:
+        """Subscribe a sidebar to a room's unread count (`watcher.member_id`, `watcher.send`)."""
+        room = await self._subscribed(room_id, group)
+        room.watchers.add(watcher)
+        await room.ready.wait()
+
+    async def unwatch(self, room_id: int, watcher) -> None:
+        room = self.rooms.get(room_id)
+        if room is not None:
+            room.watchers.discard(watcher)
+            await self._unsubscribe_if_idle(room)
 
     def soon(self, key: object, delay: float, work) -> None:
         """Run `work()` once, `delay` seconds after the first call for `key` in that time."""
@@ -92,6 +122,25 @@ class RoomHub:
         task = asyncio.ensure_future(run())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def read(self, room_id: int, member_id: int, seq: int) -> None:
+        """Note that a room page showed `member_id` everything up to `seq`; written soon."""
+        reads = self.reads.setdefault(room_id, {})
+        if seq > reads.get(member_id, 0):
+            reads[member_id] = seq
+            self.soon(("read", room_id), READ_DELAY, lambda: self._write_reads(room_id))
+
+    async def _write_reads(self, room_id: int) -> None:
+        from channels.db import database_sync_to_async
+
+        from rooms import services
+
+        reads = self.reads.pop(room_id, {})
+        if reads:
+            await database_sync_to_async(services.room_mark_read_many)(room_id=room_id, reads=reads)
+            room = self.rooms.get(room_id)
+            if room is not None and room.watchers:
+                await self._unread(room)
 
     def online_here(self, room_id: int) -> set[int]:
         room = self.rooms.get(room_id)
@@ -114,6 +163,23 @@ class RoomHub:
                 except Exception:
                     # One broken socket must not cost the others their message.
                     logger.exception("Delivering %s to a room socket failed", event.get("type"))
+            if event["type"] == "room.message" and room.watchers:
+                self.soon(("unread", room.room_id), UNREAD_DELAY, lambda r=room: self._unread(r))
+
+    async def _unread(self, room: _Room) -> None:
+        """Tell each sidebar watching `room` here its member's unread count: one query for all."""
+        from channels.db import database_sync_to_async
+
+        from rooms import fragments, selectors
+
+        watchers = list(room.watchers)
+        counts = await database_sync_to_async(selectors.unread_counts)(
+            room.room_id, {watcher.member_id for watcher in watchers}
+        )
+        for watcher in watchers:
+            if watcher.member_id in counts:
+                html = fragments.unread(room.room_id, counts[watcher.member_id])
+                await watcher.send(text_data=html)
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RoomHub]" = weakref.WeakKeyDictionary()

@@ -6,6 +6,11 @@ from django.urls import reverse
 MESSAGE_MAX_LENGTH = 4000
 
 
+def room_group(room_id: int) -> str:
+    """The channel-layer group of a room: built from its id, never from its name."""
+    return f"room-{room_id}"
+
+
 class Room(models.Model):
     name = models.CharField(max_length=80)
     slug = models.SlugField(max_length=100, unique=True)
@@ -34,8 +39,7 @@ class Room(models.Model):
 
     @property
     def group(self) -> str:
-        """The channel-layer group of this room: built from its id, never from its name."""
-        return f"room-{self.pk}"
+        return room_group(self.pk)
 
 
 class Membership(models.Model):

@@ -39,13 +39,32 @@ def directory(query: str = "") -> QuerySet[Room]:
     return rooms.order_by("-last_activity_at", "pk")
 
 
-def rooms_of(member) -> QuerySet[Membership]:
-    """The member's rooms for the sidebar, with how many messages they have not read."""
-    return (
+def rooms_of(member) -> list[Membership]:
+    """The member's rooms for the sidebar, each with `unread`: messages they have not seen."""
+    memberships = list(
         Membership.objects.filter(member=member)
         .select_related("room")
         .order_by("room__name", "room__pk")
     )
+    for membership in memberships:
+        membership.unread = membership.room.last_seq - membership.last_read_seq
+    return memberships
+
+
+def room_ids_of(member) -> set[int]:
+    return set(Membership.objects.filter(member=member).values_list("room_id", flat=True))
+
+
+def sidebar_fragment(member) -> str:
+    return fragments.sidebar(rooms_of(member))
+
+
+def unread_counts(room_id: int, member_ids: set[int]) -> dict[int, int]:
+    """How many messages of the room each of these members has not seen."""
+    rows = Membership.objects.filter(room_id=room_id, member_id__in=member_ids).values_list(
+        "member_id", "room__last_seq", "last_read_seq"
+    )
+    return {member_id: last_seq - read for member_id, last_seq, read in rows}
 
 
 def latest_messages(room: Room, before: int | None = None) -> tuple[list[Message], int | None]:

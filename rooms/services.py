@@ -48,13 +48,16 @@ def room_create(*, creator, name: str, topic: str = "", is_private: bool = False
             created_by=creator,
         )
         Membership.objects.create(room=room, member=creator, role=Membership.Role.OWNER)
+        member_rooms_changed(creator.pk)
     return room
 
 
 def room_join(*, room: Room, member) -> Membership:
     if room.is_private:
         raise Refused("This room is private: its owner has to invite you.")
-    membership, _ = Membership.objects.get_or_create(room=room, member=member)
+    membership, created = Membership.objects.get_or_create(room=room, member=member)
+    if created:
+        member_rooms_changed(member.pk)
     return membership
 
 
@@ -69,6 +72,7 @@ def room_invite(*, room: Room, inviter, username: str) -> Membership:
     membership, created = Membership.objects.get_or_create(room=room, member=invitee)
     if not created:
         raise Refused(f"{invitee.name} is already in this room.")
+    member_rooms_changed(invitee.pk)
     return membership
 
 
@@ -85,6 +89,7 @@ def room_leave(*, room: Room, member) -> None:
                 heir.role = Membership.Role.OWNER
                 heir.save(update_fields=["role"])
         transaction.on_commit(lambda: _announce_left(room, member))
+        member_rooms_changed(member.pk)
 
 
 def _announce_left(room: Room, member) -> None:
@@ -199,3 +204,27 @@ def room_mark_read(*, room: Room, member, seq: int) -> None:
     Membership.objects.filter(room=room, member=member, last_read_seq__lt=seq).update(
         last_read_seq=seq
     )
+
+
+def room_mark_read_many(*, room_id: int, reads: dict[int, int]) -> None:
+    """Record what many members have seen in one room: one UPDATE per distinct seq."""
+    by_seq: dict[int, list[int]] = {}
+    for member_id, seq in reads.items():
+        by_seq.setdefault(seq, []).append(member_id)
+    with transaction.atomic():
+        for seq, member_ids in by_seq.items():
+            Membership.objects.filter(
+                room_id=room_id, member_id__in=member_ids, last_read_seq__lt=seq
+            ).update(last_read_seq=seq)
+
+
+def member_rooms_changed(member_id: int) -> None:
+    """Tell the member's open pages that their list of rooms changed (after commit)."""
+    from accounts.services import member_group
+
+    def announce():
+        async_to_sync(get_channel_layer().group_send)(
+            member_group(member_id), {"type": "member.rooms"}
+        )
+
+    transaction.on_commit(announce)
