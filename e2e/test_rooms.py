@@ -170,7 +170,7 @@ def test_a_private_room_is_not_found_until_its_owner_invites_you(member_context,
     expect(bob_page.get_by_role("navigation", name="Rooms and contacts")).to_contain_text("Board")
 
 
-def test_rooms_on_a_phone(member_context, user_factory):
+def test_rooms_on_a_desktop_and_a_phone(member_context, user_factory):
     ada = user_factory(username="ada", display_name="Ada")
     bob = user_factory(username="bob", display_name="Bob")
     room = services.room_create(creator=ada, name="Gardening club", topic="Tomatoes, mostly")
@@ -186,17 +186,18 @@ def test_rooms_on_a_phone(member_context, user_factory):
     ):
         services.message_post(room=room, author=author, body=body, key=str(n))
 
-    page = member_context(ada, **PHONE).new_page()
-    for path, name in (
-        ("/rooms/", "room-directory-phone"),
-        ("/rooms/new/", "room-create-phone"),
-        (room.get_absolute_url(), "room-conversation-phone"),
-    ):
-        page.goto(path)
-        page.wait_for_timeout(400)
-        assert has_no_sideways_scroll(page), path
-        screenshot(page, name)
-    expect(log(page).locator(".message")).to_have_count(4)
+    for device, options in (("desktop", {}), ("phone", PHONE)):
+        page = member_context(ada, **options).new_page()
+        for path, name in (
+            ("/rooms/", "room-directory"),
+            ("/rooms/new/", "room-create"),
+            (room.get_absolute_url(), "room-showcase"),
+        ):
+            page.goto(path)
+            page.wait_for_timeout(400)
+            assert has_no_sideways_scroll(page), path
+            screenshot(page, f"{name}-{device}")
+        expect(log(page).locator(".message")).to_have_count(4)
 
 
 def test_a_room_page_opens_one_room_socket_and_one_member_socket(member_context, user_factory):
