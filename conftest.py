@@ -46,3 +46,28 @@ def session_cookie_factory():
         return f"{settings.SESSION_COOKIE_NAME}={session_id}".encode()
 
     return make
+
+
+@pytest.fixture
+def room_factory(user_factory):
+    from rooms import services
+
+    def make(owner=None, **fields):
+        fields.setdefault("name", "General")
+        return services.room_create(creator=owner or user_factory(), **fields)
+
+    return make
+
+
+@pytest.fixture
+def duo(user_factory, room_factory):
+    """Ada and Bob, both in one public room that Ada owns."""
+    from types import SimpleNamespace
+
+    from rooms import services
+
+    ada = user_factory(username="ada")
+    bob = user_factory(username="bob")
+    room = room_factory(owner=ada)
+    services.room_join(room=room, member=bob)
+    return SimpleNamespace(ada=ada, bob=bob, room=room)

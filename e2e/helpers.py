@@ -16,6 +16,19 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
+def say(page, text: str) -> None:
+    """Type a message in the room's composer and press Enter."""
+    page.get_by_label("Message", exact=True).fill(text)
+    page.get_by_label("Message", exact=True).press("Enter")
+
+
+def count_room_sockets(page) -> list:
+    """The room sockets `page` opens from now on (a reconnect opens another)."""
+    opened = []
+    page.on("websocket", lambda ws: "/ws/rooms/" in ws.url and opened.append(ws))
+    return opened
+
+
 def has_no_sideways_scroll(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
@@ -85,8 +98,16 @@ class CuttableLink:
     def restore(self) -> None:
         self.up = True
 
-    def close(self) -> None:
-        self._call(self._cut())
+    async def _shut(self) -> None:
+        await self._cut()
         self.server.close()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
+    def close(self) -> None:
+        self._call(self._shut())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
+        self.loop.close()

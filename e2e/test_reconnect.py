@@ -3,6 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
+from e2e.helpers import count_room_sockets, say
 from parley.tests.live_server import LiveServer
 from rooms import services
 
@@ -23,17 +24,6 @@ def own_server():
         server.stop()
 
 
-def room_sockets(page) -> list:
-    opened = []
-    page.on("websocket", lambda ws: "/ws/rooms/" in ws.url and opened.append(ws))
-    return opened
-
-
-def say(page, text: str) -> None:
-    page.get_by_label("Message", exact=True).fill(text)
-    page.get_by_label("Message", exact=True).press("Enter")
-
-
 def test_after_a_server_restart_the_page_reconnects_and_catches_up(
     own_server, member_context, user_factory
 ):
@@ -43,7 +33,7 @@ def test_after_a_server_restart_the_page_reconnects_and_catches_up(
     services.room_join(room=room, member=bob)
     server = own_server()
     bob_page = member_context(bob).new_page()
-    sockets = room_sockets(bob_page)
+    sockets = count_room_sockets(bob_page)
     bob_page.goto(server.url + room.get_absolute_url())
     expect(bob_page.get_by_text("1 online: Bob")).to_be_visible()
 
@@ -70,7 +60,7 @@ def test_after_daphnes_idle_timeout_closes_the_socket_with_1000_the_page_reconne
     server = LiveServer.for_tests(daphne_args=("--websocket_timeout", "3"))
     try:
         page = member_context(ada).new_page()
-        sockets = room_sockets(page)
+        sockets = count_room_sockets(page)
         page.goto(server.url + room.get_absolute_url())
         expect(page.get_by_text("1 online: Ada")).to_be_visible()
         page.get_by_label("Message", exact=True).fill("a draft kept across the reconnect")
@@ -93,7 +83,7 @@ def test_logging_out_in_another_tab_closes_the_room_for_good(
     server = own_server()
     context = member_context(ada)
     room_page = context.new_page()
-    sockets = room_sockets(room_page)
+    sockets = count_room_sockets(room_page)
     room_page.goto(server.url + room.get_absolute_url())
     expect(room_page.get_by_text("1 online: Ada")).to_be_visible()
 

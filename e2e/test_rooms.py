@@ -4,25 +4,13 @@ import re
 
 from playwright.sync_api import expect
 
-from e2e.helpers import PHONE, has_no_sideways_scroll, screenshot
+from e2e.helpers import PHONE, count_room_sockets, has_no_sideways_scroll, say, screenshot
 from rooms import services
 from rooms.models import Message
 
 
-def say(page, text: str) -> None:
-    page.get_by_label("Message", exact=True).fill(text)
-    page.get_by_label("Message", exact=True).press("Enter")
-
-
 def log(page):
     return page.get_by_role("log")
-
-
-def count_room_sockets(page) -> list:
-    """The room sockets `page` opens from now on (a reconnect opens another)."""
-    opened = []
-    page.on("websocket", lambda ws: "/ws/rooms/" in ws.url and opened.append(ws))
-    return opened
 
 
 def test_two_members_create_find_join_and_chat_live(member_context, user_factory, console_errors):

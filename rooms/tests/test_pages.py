@@ -15,15 +15,6 @@ def fresh_counters():
     cache.clear()
 
 
-@pytest.fixture
-def room_factory(user_factory):
-    def make(owner=None, **fields):
-        fields.setdefault("name", "General")
-        return services.room_create(creator=owner or user_factory(), **fields)
-
-    return make
-
-
 def post_messages(room, author, count: int) -> None:
     for n in range(1, count + 1):
         cache.clear()  # the flood limit is for people, not for fixtures

@@ -21,16 +21,6 @@ def fresh_flood_counters():
 
 
 @pytest.fixture
-def room_factory(user_factory):
-    def make(owner=None, **fields):
-        owner = owner or user_factory()
-        fields.setdefault("name", "General")
-        return services.room_create(creator=owner, **fields)
-
-    return make
-
-
-@pytest.fixture
 def connect(session_cookie_factory):
     """Open a room socket as `member`, the way a page of this site does."""
 
@@ -392,12 +382,9 @@ async def test_leaving_closes_the_members_room_sockets_for_good(
 
 
 async def test_a_member_with_two_tabs_stays_online_until_both_close(
-    room_factory, user_factory, connect
+    duo, room_factory, user_factory, connect
 ):
-    ada = await database_sync_to_async(user_factory)(username="ada")
-    bob = await database_sync_to_async(user_factory)(username="bob")
-    room = await database_sync_to_async(room_factory)(owner=ada)
-    await database_sync_to_async(services.room_join)(room=room, member=bob)
+    ada, bob, room = duo.ada, duo.bob, duo.room
     watcher, _ = await connect(room, ada)
     first_tab, _ = await connect(room, bob)
     second_tab, _ = await connect(room, bob)
@@ -413,11 +400,8 @@ async def test_a_member_with_two_tabs_stays_online_until_both_close(
     await close_all(watcher)
 
 
-async def test_a_reconnecting_member_is_online_again(room_factory, user_factory, connect):
-    ada = await database_sync_to_async(user_factory)(username="ada")
-    bob = await database_sync_to_async(user_factory)(username="bob")
-    room = await database_sync_to_async(room_factory)(owner=ada)
-    await database_sync_to_async(services.room_join)(room=room, member=bob)
+async def test_a_reconnecting_member_is_online_again(duo, room_factory, user_factory, connect):
+    ada, bob, room = duo.ada, duo.bob, duo.room
     watcher, _ = await connect(room, ada)
     tab, _ = await connect(room, bob)
     await receive_until(watcher, "2 online")

@@ -48,12 +48,9 @@ def post(room, author, body):
 
 
 async def test_unread_counts_rise_live_in_the_sidebar_of_a_member_elsewhere(
-    user_factory, open_socket
+    duo, user_factory, open_socket
 ):
-    ada = await database_sync_to_async(user_factory)()
-    bob = await database_sync_to_async(user_factory)()
-    room = await database_sync_to_async(services.room_create)(creator=ada, name="Garden")
-    await database_sync_to_async(services.room_join)(room=room, member=bob)
+    ada, bob, room = duo.ada, duo.bob, duo.room
     sidebar = await open_socket("/ws/member/", bob)
 
     await database_sync_to_async(post)(room, ada, "one")
@@ -65,12 +62,9 @@ async def test_unread_counts_rise_live_in_the_sidebar_of_a_member_elsewhere(
 
 
 async def test_a_room_open_in_another_tab_brings_the_count_back_to_nothing(
-    user_factory, open_socket
+    duo, user_factory, open_socket
 ):
-    ada = await database_sync_to_async(user_factory)()
-    bob = await database_sync_to_async(user_factory)()
-    room = await database_sync_to_async(services.room_create)(creator=ada, name="Garden")
-    await database_sync_to_async(services.room_join)(room=room, member=bob)
+    ada, bob, room = duo.ada, duo.bob, duo.room
     await database_sync_to_async(post)(room, ada, "before")
     sidebar = await open_socket("/ws/member/", bob)
     reader = await open_socket(f"/ws/rooms/{room.pk}/", bob)
