@@ -144,20 +144,32 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
-    # The pub/sub layer by default: under full CPU the core layer timed out reading from Redis
-    # and closed sockets, where this one did not, and it was faster across two processes.
-    # REDIS_CHANNEL_LAYER=core picks the core layer (docs/performance.md compares them).
+    # The pub/sub layer by default; REDIS_CHANNEL_LAYER=core picks the core layer
+    # (docs/performance.md compares them).
     REDIS_CHANNEL_LAYER = os.environ.get("REDIS_CHANNEL_LAYER", "pubsub")
-    if REDIS_CHANNEL_LAYER not in {"pubsub", "core"}:
-        raise ImproperlyConfigured("REDIS_CHANNEL_LAYER must be pubsub or core.")
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"
-            if REDIS_CHANNEL_LAYER == "pubsub"
-            else "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+    if REDIS_CHANNEL_LAYER == "pubsub":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": [REDIS_URL]},
+            }
         }
-    }
+    elif REDIS_CHANNEL_LAYER == "core":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {
+                    # The core layer blocks 5 s in BZPOPMIN, as long as redis-py's default read
+                    # timeout: a quiet room's read timed out and its listener ended.
+                    "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                    # One channel per room per process carries every message of the room; the
+                    # default of 100 dropped messages in a burst.
+                    "capacity": 10_000,
+                },
+            }
+        }
+    else:
+        raise ImproperlyConfigured("REDIS_CHANNEL_LAYER must be pubsub or core.")
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -21,6 +21,12 @@ logger = logging.getLogger(__name__)
 # room pages have shown is written as read before that, in one go per room.
 UNREAD_DELAY = 1.0
 READ_DELAY = 0.5
+# A message that arrives before an earlier one (posted in another process, say) waits this long
+# for it; then the missing ones are read from the database, once for the whole process.
+GAP_WAIT = 0.1
+# After a room's last message, the database is asked once whether any message never came (a
+# channel layer may drop some), so a loss at the end of a burst does not wait for the next one.
+TAIL_CHECK = 1.0
 
 
 class RoomSocket(Protocol):
@@ -39,6 +45,8 @@ class _Room:
         self.channel: str | None = None
         self.listener: asyncio.Task | None = None
         self.ready = asyncio.Event()
+        self.delivered: int | None = None  # the newest seq handed to the sockets, in order
+        self.held: dict[int, dict] = {}  # messages that came before an earlier one
 
     @property
     def idle(self) -> bool:
@@ -156,15 +164,77 @@ class RoomHub:
         finally:
             room.ready.set()
         while True:
-            event = await self.layer.receive(room.channel)
-            for socket in list(room.sockets):
-                try:
-                    await socket.room_event(event)
-                except Exception:
-                    # One broken socket must not cost the others their message.
-                    logger.exception("Delivering %s to a room socket failed", event.get("type"))
-            if event["type"] == "room.message" and room.watchers:
-                self.soon(("unread", room.room_id), UNREAD_DELAY, lambda r=room: self._unread(r))
+            try:
+                event = await self.layer.receive(room.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Keep listening; whatever was missed meanwhile comes from the database.
+                logger.exception("Room %s: reading from the channel layer failed", room.room_id)
+                await asyncio.sleep(1)
+                self.soon(("tail", room.room_id), 0, lambda r=room: self._tail(r))
+                continue
+            if event["type"] == "room.message":
+                await self._sequence(room, event)
+            else:
+                await self._hand_out(room, event)
+
+    async def _hand_out(self, room: _Room, event: dict) -> None:
+        for socket in list(room.sockets):
+            try:
+                await socket.room_event(event)
+            except Exception:
+                # One broken socket must not cost the others their message.
+                logger.exception("Delivering %s to a room socket failed", event.get("type"))
+
+    async def _sequence(self, room: _Room, event: dict) -> None:
+        """Hand messages to the sockets in seq order, each once."""
+        seq = event["seq"]
+        if room.delivered is None:
+            # Sockets catch up to here themselves (they say what they have when they open).
+            room.delivered = seq - 1
+        if seq <= room.delivered:
+            return
+        room.held[seq] = event
+        await self._release(room)
+        if room.held:
+            self.soon(("gap", room.room_id), GAP_WAIT, lambda r=room: self._fill(r))
+        self.soon(("tail", room.room_id), TAIL_CHECK, lambda r=room: self._tail(r))
+        if room.watchers:
+            self.soon(("unread", room.room_id), UNREAD_DELAY, lambda r=room: self._unread(r))
+
+    async def _release(self, room: _Room) -> None:
+        while room.delivered + 1 in room.held:
+            room.delivered += 1
+            await self._hand_out(room, room.held.pop(room.delivered))
+
+    async def _fill(self, room: _Room, upto: int | None = None) -> None:
+        """Read the messages missing before those held (or up to `upto`) from the database."""
+        from channels.db import database_sync_to_async
+
+        from rooms import selectors
+
+        if room.delivered is None:
+            return
+        if upto is None:
+            if not room.held:
+                return
+            upto = min(room.held) - 1
+        for event in await database_sync_to_async(selectors.message_events)(
+            room.room_id, room.delivered, upto
+        ):
+            room.held.setdefault(event["seq"], event)
+        await self._release(room)
+
+    async def _tail(self, room: _Room) -> None:
+        from channels.db import database_sync_to_async
+
+        from rooms import selectors
+
+        last = await database_sync_to_async(selectors.last_seq)(room.room_id)
+        if room.delivered is not None and last > room.delivered:
+            logger.warning("Room %s: messages up to %s came from the database", room.room_id, last)
+            await self._fill(room, upto=last)
 
     async def _unread(self, room: _Room) -> None:
         """Tell each sidebar watching `room` here its member's unread count: one query for all."""

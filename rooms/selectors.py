@@ -82,6 +82,29 @@ def messages_after(room: Room, seq: int, limit: int) -> list[Message]:
     return list(room.messages.filter(seq__gt=seq).select_related("author").order_by("seq")[:limit])
 
 
+def last_seq(room_id: int) -> int:
+    return Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+
+
+def message_events(room_id: int, after: int, upto: int) -> list[dict]:
+    """Messages after..upto as the hub hands them out, each rendered once."""
+    messages = (
+        Message.objects.filter(room_id=room_id, seq__gt=after, seq__lte=upto)
+        .select_related("author", "room")
+        .order_by("seq")
+    )
+    return [
+        {
+            "type": "room.message",
+            "seq": m.seq,
+            "html": fragments.message(m),
+            "author_id": m.author_id,
+            "key": "",
+        }
+        for m in messages
+    ]
+
+
 def online_members(room: Room, member_ids: set[int]) -> list:
     from django.contrib.auth import get_user_model
 
