@@ -145,10 +145,7 @@ class RoomHub:
 
         reads = self.reads.pop(room_id, {})
         if reads:
-            # Not on the thread that posts messages: a post must never wait behind an UPDATE
-            # of a thousand read marks (it made the slowest messages twice as slow).
-            write = database_sync_to_async(services.room_mark_read_many, thread_sensitive=False)
-            await write(room_id=room_id, reads=reads)
+            await database_sync_to_async(services.room_mark_read_many)(room_id=room_id, reads=reads)
             room = self.rooms.get(room_id)
             if room is not None and room.watchers:
                 await self._unread(room)

@@ -169,6 +169,7 @@ def message_post(*, room: Room, author, body: object, key: str = "") -> tuple[Me
             message = Message.objects.create(
                 room=room, seq=seq, author=author, body=body, client_key=client_key
             )
+            Membership.objects.filter(room=room, member=author).update(last_read_seq=seq)
             transaction.on_commit(lambda: message_announce(message, key=key))
     except IntegrityError:
         # The same send raced itself (two sockets of one page); the first one won.
