@@ -237,7 +237,8 @@ class RoomHub:
             await self._fill(room, upto=last)
 
     async def _unread(self, room: _Room) -> None:
-        """Tell each sidebar watching `room` here its member's unread count: one query for all."""
+        """Tell each sidebar watching `room` here its member's unread count: one query for all,
+        one render per distinct count."""
         from channels.db import database_sync_to_async
 
         from rooms import fragments, selectors
@@ -246,10 +247,10 @@ class RoomHub:
         counts = await database_sync_to_async(selectors.unread_counts)(
             room.room_id, {watcher.member_id for watcher in watchers}
         )
+        badges = {n: fragments.unread(room.room_id, n) for n in set(counts.values())}
         for watcher in watchers:
             if watcher.member_id in counts:
-                html = fragments.unread(room.room_id, counts[watcher.member_id])
-                await watcher.send(text_data=html)
+                await watcher.send(text_data=badges[counts[watcher.member_id]])
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RoomHub]" = weakref.WeakKeyDictionary()

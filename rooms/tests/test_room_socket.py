@@ -119,14 +119,9 @@ async def test_an_anonymous_socket_is_refused(room_factory):
 
 
 async def test_a_message_reaches_every_member_and_the_sender_gets_a_fresh_composer(
-    room_factory, user_factory, connect
+    duo, room_factory, user_factory, connect
 ):
-    ada, bob = (
-        await database_sync_to_async(user_factory)(),
-        await database_sync_to_async(user_factory)(),
-    )
-    room = await database_sync_to_async(room_factory)(owner=ada)
-    await database_sync_to_async(services.room_join)(room=room, member=bob)
+    ada, bob, room = duo.ada, duo.bob, duo.room
     ada_socket, _ = await connect(room, ada)
     bob_socket, _ = await connect(room, bob)
 
@@ -227,14 +222,9 @@ async def test_a_retried_send_with_the_same_key_is_saved_once(room_factory, user
     ],
 )
 async def test_a_bad_frame_gets_an_error_to_its_sender_alone_and_the_socket_stays_up(
-    room_factory, user_factory, connect, frame, error
+    duo, room_factory, user_factory, connect, frame, error
 ):
-    ada, bob = (
-        await database_sync_to_async(user_factory)(),
-        await database_sync_to_async(user_factory)(),
-    )
-    room = await database_sync_to_async(room_factory)(owner=ada)
-    await database_sync_to_async(services.room_join)(room=room, member=bob)
+    ada, bob, room = duo.ada, duo.bob, duo.room
     ada_socket, _ = await connect(room, ada)
     bob_socket, _ = await connect(room, bob)
 
@@ -282,14 +272,9 @@ async def test_flooding_is_refused_after_ten_messages_in_five_seconds(
 
 
 async def test_resuming_sends_exactly_the_missed_messages_in_order(
-    room_factory, user_factory, connect
+    duo, room_factory, user_factory, connect
 ):
-    ada, bob = (
-        await database_sync_to_async(user_factory)(),
-        await database_sync_to_async(user_factory)(),
-    )
-    room = await database_sync_to_async(room_factory)(owner=ada)
-    await database_sync_to_async(services.room_join)(room=room, member=bob)
+    ada, bob, room = duo.ada, duo.bob, duo.room
     for n in range(1, 8):
         await database_sync_to_async(services.message_post)(
             room=room, author=ada, body=f"m{n}", key=f"{n}"
@@ -304,14 +289,9 @@ async def test_resuming_sends_exactly_the_missed_messages_in_order(
 
 
 async def test_live_messages_before_the_page_says_where_it_is_wait_and_are_not_doubled(
-    room_factory, user_factory, connect
+    duo, room_factory, user_factory, connect
 ):
-    ada, bob = (
-        await database_sync_to_async(user_factory)(),
-        await database_sync_to_async(user_factory)(),
-    )
-    room = await database_sync_to_async(room_factory)(owner=ada)
-    await database_sync_to_async(services.room_join)(room=room, member=bob)
+    ada, bob, room = duo.ada, duo.bob, duo.room
     await database_sync_to_async(services.message_post)(
         room=room, author=ada, body="before", key="1"
     )
@@ -362,15 +342,8 @@ async def test_a_live_message_after_a_gap_brings_the_missing_ones_from_the_datab
 # --- Leaving ---------------------------------------------------------------------------------
 
 
-async def test_leaving_closes_the_members_room_sockets_for_good(
-    room_factory, user_factory, connect
-):
-    ada, bob = (
-        await database_sync_to_async(user_factory)(),
-        await database_sync_to_async(user_factory)(),
-    )
-    room = await database_sync_to_async(room_factory)(owner=ada)
-    await database_sync_to_async(services.room_join)(room=room, member=bob)
+async def test_leaving_closes_the_members_room_sockets_for_good(duo, connect):
+    bob, room = duo.bob, duo.room
     socket, _ = await connect(room, bob)
     await database_sync_to_async(services.room_leave)(room=room, member=bob)
     await receive_until(socket, "You have left this room")
