@@ -111,7 +111,7 @@ def _seeding_announces_nothing(monkeypatch):
     announcing from here would also need an event loop that Playwright's is not."""
     from rooms import services
 
-    monkeypatch.setattr(services, "message_announce", lambda message, key="": None)
+    monkeypatch.setattr(services, "message_announce", lambda message, **kwargs: None)
     monkeypatch.setattr(services, "_announce_left", lambda room, member: None)
     monkeypatch.setattr(services, "member_rooms_changed", lambda member_id: None)
 

@@ -83,7 +83,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         key = key if isinstance(key, str) else ""
         try:
             await database_sync_to_async(services.message_post)(
-                room=self.room, author=self.member, body=body, key=key
+                room=self.room, author=self.member, body=body, key=key, announce=get_hub().send_soon
             )
         except services.Refused as refusal:
             kept = body if isinstance(body, str) else ""

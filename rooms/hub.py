@@ -10,7 +10,7 @@ member, and each socket one write.
 import asyncio
 import logging
 import weakref
-from collections import Counter
+from collections import Counter, deque
 from typing import Protocol
 
 from channels.layers import get_channel_layer
@@ -62,6 +62,9 @@ class RoomHub:
         self.tasks: set[asyncio.Task] = set()  # held here so that none is collected mid-run
         self.reads: dict[int, dict[int, int]] = {}  # room -> member -> newest seq shown
         self.layer = get_channel_layer()
+        self.loop = asyncio.get_running_loop()
+        self.outbox: deque[tuple[str, dict]] = deque()
+        self.sender: asyncio.Task | None = None
 
     async def _subscribed(self, room_id: int, group: str) -> _Room:
         room = self.rooms.get(room_id)
@@ -130,6 +133,29 @@ class RoomHub:
         task = asyncio.ensure_future(run())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def send_soon(self, group: str, event: dict) -> None:
+        """Send `event` to `group` through the channel layer, from any thread, without waiting.
+
+        Events go out one after another in the order of the calls: the database thread announces
+        each message as it commits, so a room's messages leave this process in seq order.
+        """
+        self.loop.call_soon_threadsafe(self._post, group, event)
+
+    def _post(self, group: str, event: dict) -> None:
+        self.outbox.append((group, event))
+        if self.sender is None or self.sender.done():
+            self.sender = asyncio.create_task(self._send_outbox())
+
+    async def _send_outbox(self) -> None:
+        while self.outbox:
+            group, event = self.outbox.popleft()
+            try:
+                await self.layer.group_send(group, event)
+            except Exception:
+                # A message is saved all the same: sockets read it from the database when the
+                # room's next message arrives or when they open again.
+                logger.exception("Announcing %s to %s failed", event.get("type"), group)
 
     def read(self, room_id: int, member_id: int, seq: int) -> None:
         """Note that a room page showed `member_id` everything up to `seq`; written soon."""

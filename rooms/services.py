@@ -5,6 +5,7 @@ commits, so nobody is told of something the database does not hold.
 """
 
 import hashlib
+from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -20,6 +21,9 @@ from rooms.models import MESSAGE_MAX_LENGTH, Membership, Message, Room
 # A member may post this many messages in this many seconds, across all rooms and processes.
 FLOOD_LIMIT = 10
 FLOOD_WINDOW_SECONDS = 5
+
+# Sends an event to a channel-layer group: group_send below, or a room hub's send_soon.
+Announce = Callable[[str, dict], None]
 
 
 class Refused(Exception):
@@ -94,9 +98,7 @@ def room_leave(*, room: Room, member) -> None:
 
 def _announce_left(room: Room, member) -> None:
     # Every socket of this member in this room closes for good: they are no longer a member.
-    async_to_sync(get_channel_layer().group_send)(
-        room.group, {"type": "room.left", "member_id": member.pk}
-    )
+    group_send(room.group, {"type": "room.left", "member_id": member.pk})
 
 
 # --- Messages --------------------------------------------------------------------------------
@@ -144,11 +146,17 @@ def _flood_check(member) -> None:
         raise Refused("You are sending messages too quickly. Wait a few seconds and try again.")
 
 
-def message_post(*, room: Room, author, body: object, key: str = "") -> tuple[Message, bool]:
+def message_post(
+    *, room: Room, author, body: object, key: str = "", announce: Announce | None = None
+) -> tuple[Message, bool]:
     """Save a message and announce it to the room. Returns (message, created).
 
     A send whose key and body match a saved message returns that message (created False) and
     announces nothing: a retry after a reconnect never makes a second copy.
+
+    `announce(group, event)` sends the announcement after the commit. By default it waits here
+    until the channel layer has it; a room socket passes its hub's, which hands the event to
+    the event loop and returns at once, so the database thread is free for the next post.
     """
     body = message_validate(body)
     client_key = _client_key(key, body) if key else ""
@@ -170,7 +178,7 @@ def message_post(*, room: Room, author, body: object, key: str = "") -> tuple[Me
                 room=room, seq=seq, author=author, body=body, client_key=client_key
             )
             Membership.objects.filter(room=room, member=author).update(last_read_seq=seq)
-            transaction.on_commit(lambda: message_announce(message, key=key))
+            transaction.on_commit(lambda: message_announce(message, key=key, announce=announce))
     except IntegrityError:
         # The same send raced itself (two sockets of one page); the first one won.
         existing = Message.objects.filter(author=author, client_key=client_key).first()
@@ -181,14 +189,14 @@ def message_post(*, room: Room, author, body: object, key: str = "") -> tuple[Me
     return message, True
 
 
-def message_announce(message: Message, key: str = "") -> None:
+def message_announce(message: Message, key: str = "", announce: Announce | None = None) -> None:
     """Render the message once and send that one string to the room's group.
 
     The author's id and the send's key come along (not in the HTML), so that each of the
     author's sockets whose composer still holds that key can empty it, whichever socket the send
     travelled on (after a reconnect it may not be the one the page has now).
     """
-    async_to_sync(get_channel_layer().group_send)(
+    (announce or group_send)(
         message.room.group,
         {
             "type": "room.message",
@@ -198,6 +206,11 @@ def message_announce(message: Message, key: str = "") -> None:
             "key": key,
         },
     )
+
+
+def group_send(group: str, event: dict) -> None:
+    """Send an event to a group from synchronous code, waiting until the layer has it."""
+    async_to_sync(get_channel_layer().group_send)(group, event)
 
 
 def room_mark_read(*, room: Room, member, seq: int) -> None:
@@ -223,8 +236,6 @@ def member_rooms_changed(member_id: int) -> None:
     from accounts.services import member_group
 
     def announce():
-        async_to_sync(get_channel_layer().group_send)(
-            member_group(member_id), {"type": "member.rooms"}
-        )
+        group_send(member_group(member_id), {"type": "member.rooms"})
 
     transaction.on_commit(announce)
