@@ -172,6 +172,27 @@ def read_ns(paths: list[str]) -> list[int]:
     return sorted(values)
 
 
+def slowest_messages(paths: list[str], count: int = 3) -> list[list]:
+    """[message id, first ms, last ms] of the messages whose last delivery was latest.
+
+    A message whose *first* delivery was already late waited before its fan-out began (a pause
+    of the whole process, such as a full garbage collection); one that was early but ended late
+    sat behind other work during the fan-out."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for path in paths:
+        lat, ids = array.array("q"), array.array("q")
+        with open(path, "rb") as fh:
+            lat.frombytes(fh.read())
+        with open(path + ".ids", "rb") as fh:
+            ids.frombytes(fh.read())
+        for msg_id, ns in zip(ids, lat, strict=True):
+            first[msg_id] = min(first.get(msg_id, ns), ns)
+            last[msg_id] = max(last.get(msg_id, ns), ns)
+    worst = sorted(last, key=last.__getitem__, reverse=True)[:count]
+    return [[m, round(first[m] / 1e6), round(last[m] / 1e6)] for m in worst]
+
+
 def pct(sorted_values: list[int], q: float) -> float | None:
     if not sorted_values:
         return None
@@ -297,6 +318,7 @@ async def run_phase(workers, servers, name, sends, drain, profile, workdir) -> d
         "p50_ms": pct(lat, 0.50),
         "p99_ms": pct(lat, 0.99),
         "max_ms": pct(lat, 1.0),
+        "slowest": slowest_messages([r["latency_file"] for r in replies]),
         "ack_p50_ms": pct(ack, 0.50),
         "ack_p99_ms": pct(ack, 0.99),
         "span_s": span_s,
@@ -491,6 +513,7 @@ async def run_once(cfg: dict, run: int, args) -> dict:
                     "p50_ms",
                     "p99_ms",
                     "max_ms",
+                    "slowest",
                     "server_cpu_pct",
                     "client_cpu_pct",
                     "closed",

@@ -42,6 +42,7 @@ class Phase:
         self.want = len(expected) * sockets  # (message, socket) pairs
         self.got = 0
         self.latencies = array.array("q")
+        self.latency_ids = array.array("q")  # the message of each latency, same order
         self.ack_latencies = array.array("q")
         self.last_recv_ns = 0
         self.first_send_ns = 0
@@ -195,6 +196,7 @@ class Socket(asyncio.Protocol):
                         phase.unexpected += 1
                     continue
                 phase.latencies.append(now - int(match.group(2)))
+                phase.latency_ids.append(msg_id)
                 phase.got += 1
                 if now > phase.last_recv_ns:
                     phase.last_recv_ns = now
@@ -319,6 +321,8 @@ class Worker:
         path = os.path.join(self.out_dir, f"{self.name}-{msg['name']}.lat")
         with open(path, "wb") as fh:
             phase.latencies.tofile(fh)
+        with open(path + ".ids", "wb") as fh:
+            phase.latency_ids.tofile(fh)
         ack_path = path + ".ack"
         with open(ack_path, "wb") as fh:
             phase.ack_latencies.tofile(fh)
