@@ -15,6 +15,8 @@ from typing import Protocol
 
 from channels.layers import get_channel_layer
 
+from rooms.models import room_group
+
 logger = logging.getLogger(__name__)
 
 # Unread counts in sidebars follow a room's messages at most this often, per process; what
@@ -172,9 +174,9 @@ class RoomHub:
         reads = self.reads.pop(room_id, {})
         if reads:
             await database_sync_to_async(services.room_mark_read_many)(room_id=room_id, reads=reads)
-            room = self.rooms.get(room_id)
-            if room is not None and room.watchers:
-                await self._unread(room)
+            # Sidebars in every process recount: a member's sidebar may be in another process
+            # than the room page that read the messages.
+            await self.layer.group_send(room_group(room_id), {"type": "room.read"})
 
     def online_here(self, room_id: int) -> set[int]:
         room = self.rooms.get(room_id)
@@ -202,6 +204,11 @@ class RoomHub:
                 continue
             if event["type"] == "room.message":
                 await self._sequence(room, event)
+            elif event["type"] == "room.read":
+                if room.watchers:
+                    # The same key as after a message: a recount already due runs after this
+                    # write anyway, so one is enough.
+                    self.soon(("unread", room.room_id), 0, lambda r=room: self._unread(r))
             else:
                 await self._hand_out(room, event)
 

@@ -76,3 +76,34 @@ async def test_members_on_two_processes_see_each_other_online_and_chat_live(
     await bob_socket.close()
     await frame_matching(ada_socket, r"1 online</strong>:\s*ada")
     await ada_socket.close()
+
+
+async def test_a_sidebar_in_one_process_follows_what_a_room_page_in_the_other_has_read(
+    two_servers, user_factory, session_cookie_factory
+):
+    ada = await database_sync_to_async(user_factory)(username="ada")
+    bob = await database_sync_to_async(user_factory)(username="bob")
+    room = await database_sync_to_async(services.room_create)(creator=ada, name="Across")
+    await database_sync_to_async(services.room_join)(room=room, member=bob)
+    first, second = two_servers
+    bob_cookie = await database_sync_to_async(session_cookie_factory)(bob)
+    sidebar = await websockets.connect(
+        f"ws://127.0.0.1:{first.port}/ws/member/",
+        origin=f"http://127.0.0.1:{first.port}",
+        additional_headers={"Cookie": bob_cookie.decode()},
+    )
+    badge = rf'<span id="unread-{room.pk}" class="unread" hx-swap-oob="true">'
+    await frame_matching(sidebar, badge + "</span>")  # what the socket says as it opens
+    ada_socket = await open_room(
+        first, room, await database_sync_to_async(session_cookie_factory)(ada)
+    )
+
+    await ada_socket.send(json.dumps({"action": "send", "body": "are you there?", "key": "a"}))
+    await frame_matching(sidebar, badge + r"<span class=\"visually-hidden\">, </span>1<")
+
+    # Bob reads it in a page served by the other process: his sidebar here drops the count.
+    bob_socket = await open_room(second, room, bob_cookie)
+    await frame_matching(bob_socket, "are you there?")
+    await frame_matching(sidebar, badge + "</span>")
+    for socket in (bob_socket, ada_socket, sidebar):
+        await socket.close()
