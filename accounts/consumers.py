@@ -24,6 +24,10 @@ class MemberConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.watch_rooms()
         await self.accept()
+        # Counts as of now: after a reconnect the page's badges may have missed changes.
+        badges = await database_sync_to_async(selectors.unread_badges)(self.member)
+        if badges:
+            await self.send(text_data=badges)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):

@@ -59,6 +59,11 @@ def sidebar_fragment(member) -> str:
     return fragments.sidebar(rooms_of(member))
 
 
+def unread_badges(member) -> str:
+    """The unread badge of each of the member's rooms, in one fragment ('' for no rooms)."""
+    return "".join(fragments.unread(m.room_id, m.unread) for m in rooms_of(member))
+
+
 def unread_counts(room_id: int, member_ids: set[int]) -> dict[int, int]:
     """How many messages of the room each of these members has not seen."""
     rows = Membership.objects.filter(room_id=room_id, member_id__in=member_ids).values_list(

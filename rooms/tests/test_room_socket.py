@@ -412,6 +412,8 @@ async def test_logging_out_closes_that_sessions_sockets_for_good_and_no_others(
                 ],
             )
             assert (await socket.connect())[0]
+            if path == "/ws/member/":
+                assert f'id="unread-{room.pk}"' in await socket.receive_from(timeout=3)
             sockets.append(socket)
 
     await database_sync_to_async(browsers[0].post)(reverse("account_logout"))

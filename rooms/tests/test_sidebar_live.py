@@ -27,6 +27,10 @@ def open_socket(session_cookie_factory):
             application, path, headers=[(b"origin", b"http://127.0.0.1:8000"), (b"cookie", cookie)]
         )
         assert (await socket.connect())[0]
+        has_rooms = await database_sync_to_async(Membership.objects.filter(member=member).exists)()
+        if path == "/ws/member/" and has_rooms:
+            # The badges of every room, as the socket opens.
+            member.first_frame = await socket.receive_from(timeout=4)
         return socket
 
     return open_
@@ -40,6 +44,19 @@ async def badge(socket, room_id: int, wait: float = 4) -> str:
         found = re.search(pattern, frame, re.S)
         if found:
             return re.sub(r"<[^>]+>|,|unread", "", found.group(1)).strip()
+
+
+def badge_counts(frame: str) -> dict[int, str]:
+    """{room id: count} of every unread badge in a frame ('' for none)."""
+    found = re.findall(
+        r'<span id="unread-(\d+)" class="unread" hx-swap-oob="true">(.*?)</span>'
+        r"(?=\s*<span id=|\s*$)",
+        frame.strip(),
+        re.S,
+    )
+    return {
+        int(room_id): re.sub(r"<[^>]+>|,|unread", "", inner).strip() for room_id, inner in found
+    }
 
 
 def post(room, author, body):
@@ -78,6 +95,19 @@ async def test_a_room_open_in_another_tab_brings_the_count_back_to_nothing(
     await database_sync_to_async(post)(room, ada, "while reading")
     assert await badge(sidebar, room.pk) == ""
     await reader.disconnect()
+    await sidebar.disconnect()
+
+
+async def test_a_member_socket_says_every_rooms_count_as_it_opens(duo, open_socket):
+    # A page whose member socket reconnects may have missed counts while it was away.
+    ada, bob, room = duo.ada, duo.bob, duo.room
+    other = await database_sync_to_async(services.room_create)(creator=ada, name="Quiet corner")
+    await database_sync_to_async(services.room_join)(room=other, member=bob)
+    for body in ("one", "two"):
+        await database_sync_to_async(post)(room, ada, body)
+
+    sidebar = await open_socket("/ws/member/", bob)
+    assert badge_counts(bob.first_frame) == {room.pk: "2", other.pk: ""}
     await sidebar.disconnect()
 
 
