@@ -4,10 +4,13 @@ Delivery guarantees, per socket: every message of the room reaches the page once
 The page says on every (re)open which seq it has; the socket sends what came after from the
 database, then live messages from the hub. A live message it has already sent is dropped; one
 that arrives after a gap (a message it never got) makes it read the gap from the database.
+The hub never waits for those reads: while a socket reads, live messages queue on it.
 """
 
 import asyncio
 import json
+import logging
+from collections import deque
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -17,6 +20,8 @@ from parley.fragments import notice_fragment
 from rooms import fragments, selectors, services
 from rooms.hub import get_hub
 from rooms.presence import get_presence
+
+logger = logging.getLogger(__name__)
 
 MAX_FRAME = 64 * 1024
 CATCH_UP_LIMIT = 500
@@ -40,8 +45,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused (403)
             return
         self.sent_seq: int | None = None  # the newest seq this page has; None until it says
-        self.early: list[dict] = []  # live messages that came before the page said
-        self.lock = asyncio.Lock()
+        # Live messages not yet delivered: they came before the page said where it is, or while
+        # this socket was reading from the database. Whoever holds the lock delivers them.
+        self.pending: deque[dict] = deque()
+        self.lock = asyncio.Lock()  # held while this socket reads from the database and sends
+        self.catcher: asyncio.Task | None = None
         self.composer_key = ""  # the idempotency key in this page's composer
         first_here = await get_hub().join(self.room.pk, self.room.group, self)
         await self.accept()
@@ -52,6 +60,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if getattr(self, "room", None) is None:
             return
+        if self.catching_up:
+            self.catcher.cancel()
         if await get_hub().leave(self.room.pk, self):
             await get_presence().departed(self.room.pk, self.member_id)
             await self.presence_changed()
@@ -118,20 +128,25 @@ class RoomConsumer(AsyncWebsocketConsumer):
         async with self.lock:
             self.sent_seq = after
             await self.send_from_database()
-            early, self.early = self.early, []
-            for event in early:
-                await self.deliver(event)
+            await self.deliver_pending()
 
     # --- From the room (through the hub) ---------------------------------------------------
 
     async def room_event(self, event: dict) -> None:
         kind = event["type"]
         if kind == "room.message":
-            if self.sent_seq is None:
-                self.early.append(event)
+            # The hub hands each message to every socket of the room in turn, so this must not
+            # wait for the database: a socket that is reading from it keeps the message for later.
+            self.pending.append(event)
+            if len(self.pending) > CATCH_UP_LIMIT:
+                self.pending.popleft()  # safe: a gap is read from the database
+            if self.sent_seq is None or self.lock.locked() or self.catching_up:
                 return
-            async with self.lock:
-                await self.deliver(event)
+            if len(self.pending) == 1 and event["seq"] <= self.sent_seq + 1:
+                async with self.lock:  # free, so taken without waiting
+                    await self.deliver_pending()
+            else:
+                self.catcher = asyncio.ensure_future(self.catch_up())
         elif kind == "room.presence":
             await self.send(text_data=event["html"])
         elif kind == "room.left" and event["member_id"] == self.member_id:
@@ -140,6 +155,23 @@ class RoomConsumer(AsyncWebsocketConsumer):
         elif kind == "session.ended" and event["session"] == self.session:
             await self.send(text_data=notice_fragment(LOGGED_OUT_NOTICE, level="info"))
             await self.close(LOGGED_OUT)
+
+    @property
+    def catching_up(self) -> bool:
+        return self.catcher is not None and not self.catcher.done()
+
+    async def catch_up(self) -> None:
+        """Read what is missing from the database, then deliver what came meanwhile."""
+        try:
+            async with self.lock:
+                await self.send_from_database()
+                await self.deliver_pending()
+        except Exception:
+            logger.exception("Room %s: catching a socket up failed", self.room.pk)
+
+    async def deliver_pending(self) -> None:
+        while self.pending:
+            await self.deliver(self.pending.popleft())
 
     async def deliver(self, event: dict) -> None:
         seq = event["seq"]

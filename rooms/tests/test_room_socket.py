@@ -1,15 +1,18 @@
 """The room socket through the whole ASGI stack, on whichever channel layer is configured."""
 
+import asyncio
 import json
 import re
+import threading
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.core.cache import cache
 
 from parley.asgi import application
-from rooms import fragments, services
+from rooms import fragments, selectors, services
 from rooms.models import Message, Room
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -337,6 +340,60 @@ async def test_a_live_message_after_a_gap_brings_the_missing_ones_from_the_datab
         delivered += seqs(await receive_until(socket, "data-seq"))
     assert delivered == [1, 2, 3]
     await close_all(socket)
+
+
+async def test_a_socket_reading_from_the_database_holds_up_no_other_socket(
+    duo, connect, monkeypatch
+):
+    # The hub hands a room's messages to its sockets one after another. A socket that is busy
+    # reading from the database (a page catching up after a long absence; here a slow query)
+    # must not keep the others waiting, and gets the messages itself, once, when it is done.
+    ada, bob, room = duo.ada, duo.bob, duo.room
+    bob_socket, _ = await connect(room, bob)
+    await database_sync_to_async(services.message_post)(room=room, author=ada, body="hi", key="h")
+    assert seqs(await receive_until(bob_socket, "data-seq")) == [1]  # Bob's socket is live
+    announced = []
+
+    def post_quietly(body: str) -> None:
+        # Saved now, announced below, by hand, while Ada's socket is reading.
+        services.message_post(
+            room=room,
+            author=ada,
+            body=body,
+            key=body,
+            announce=lambda *sent: announced.append(sent),
+        )
+
+    await database_sync_to_async(post_quietly)("first")
+    await database_sync_to_async(post_quietly)("second")
+
+    query_started, go_on = threading.Event(), threading.Event()
+    messages_after = selectors.messages_after
+
+    def slow_messages_after(*args):
+        if not query_started.is_set():
+            query_started.set()
+            go_on.wait(10)
+        return messages_after(*args)
+
+    monkeypatch.setattr(selectors, "messages_after", slow_messages_after)
+    ada_socket, _ = await connect(room, ada)  # resumes: reads what it missed, slowly
+    try:
+        assert await asyncio.to_thread(query_started.wait, 5)
+        for group, event in announced:
+            await get_channel_layer().group_send(group, event)
+        delivered = []
+        while len(delivered) < 2:
+            delivered += seqs(await receive_until(bob_socket, "data-seq"))
+        assert delivered == [2, 3]
+        assert not go_on.is_set()  # Bob had both while Ada's socket was still reading
+    finally:
+        go_on.set()
+
+    frame = await receive_until(ada_socket, "data-seq")
+    assert seqs(frame) == [1, 2, 3]
+    assert await no_more_messages(ada_socket)
+    await close_all(ada_socket, bob_socket)
 
 
 # --- Leaving ---------------------------------------------------------------------------------
