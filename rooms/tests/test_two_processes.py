@@ -11,7 +11,6 @@ from django.conf import settings
 from django.core.cache import cache
 
 from parley.tests.live_server import LiveServer
-from rooms import services
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
@@ -45,12 +44,9 @@ async def frame_matching(socket, pattern: str, wait: float = 10) -> str:
 
 
 async def test_members_on_two_processes_see_each_other_online_and_chat_live(
-    two_servers, user_factory, session_cookie_factory
+    two_servers, duo, session_cookie_factory
 ):
-    ada = await database_sync_to_async(user_factory)(username="ada")
-    bob = await database_sync_to_async(user_factory)(username="bob")
-    room = await database_sync_to_async(services.room_create)(creator=ada, name="Across")
-    await database_sync_to_async(services.room_join)(room=room, member=bob)
+    ada, bob, room = duo.ada, duo.bob, duo.room
     first, second = two_servers
     ada_socket = await open_room(
         first, room, await database_sync_to_async(session_cookie_factory)(ada)
@@ -79,12 +75,9 @@ async def test_members_on_two_processes_see_each_other_online_and_chat_live(
 
 
 async def test_a_sidebar_in_one_process_follows_what_a_room_page_in_the_other_has_read(
-    two_servers, user_factory, session_cookie_factory
+    two_servers, duo, session_cookie_factory
 ):
-    ada = await database_sync_to_async(user_factory)(username="ada")
-    bob = await database_sync_to_async(user_factory)(username="bob")
-    room = await database_sync_to_async(services.room_create)(creator=ada, name="Across")
-    await database_sync_to_async(services.room_join)(room=room, member=bob)
+    ada, bob, room = duo.ada, duo.bob, duo.room
     first, second = two_servers
     bob_cookie = await database_sync_to_async(session_cookie_factory)(bob)
     sidebar = await websockets.connect(
