@@ -49,6 +49,27 @@ def session_cookie_factory():
 
 
 @pytest.fixture
+def site_socket(session_cookie_factory):
+    """A WebSocket to `path` as `member`, with the headers a page of this site sends; the test
+    connects it."""
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from parley.asgi import application
+
+    async def make(path: str, member) -> WebsocketCommunicator:
+        cookie = await database_sync_to_async(session_cookie_factory)(member)
+        headers = [
+            (b"host", b"127.0.0.1:8000"),
+            (b"origin", b"http://127.0.0.1:8000"),
+            (b"cookie", cookie),
+        ]
+        return WebsocketCommunicator(application, path, headers=headers)
+
+    return make
+
+
+@pytest.fixture
 def room_factory(user_factory):
     from rooms import services
 

@@ -24,20 +24,11 @@ def fresh_flood_counters():
 
 
 @pytest.fixture
-def connect(session_cookie_factory):
+def connect(site_socket):
     """Open a room socket as `member`, the way a page of this site does."""
 
     async def open_socket(room: Room, member, *, resume: int | None = 0):
-        cookie = await database_sync_to_async(session_cookie_factory)(member)
-        communicator = WebsocketCommunicator(
-            application,
-            f"/ws/rooms/{room.pk}/",
-            headers=[
-                (b"host", b"127.0.0.1:8000"),
-                (b"origin", b"http://127.0.0.1:8000"),
-                (b"cookie", cookie),
-            ],
-        )
+        communicator = await site_socket(f"/ws/rooms/{room.pk}/", member)
         connected, _ = await communicator.connect()
         if connected and resume is not None:
             await communicator.send_json_to({"action": "resume", "after": str(resume)})

@@ -4,10 +4,8 @@ import re
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.core.cache import cache
 
-from parley.asgi import application
 from rooms import services
 from rooms.models import Membership
 
@@ -20,12 +18,9 @@ def fresh_flood_counters():
 
 
 @pytest.fixture
-def open_socket(session_cookie_factory):
+def open_socket(site_socket):
     async def open_(path: str, member):
-        cookie = await database_sync_to_async(session_cookie_factory)(member)
-        socket = WebsocketCommunicator(
-            application, path, headers=[(b"origin", b"http://127.0.0.1:8000"), (b"cookie", cookie)]
-        )
+        socket = await site_socket(path, member)
         assert (await socket.connect())[0]
         has_rooms = await database_sync_to_async(Membership.objects.filter(member=member).exists)()
         if path == "/ws/member/" and has_rooms:
