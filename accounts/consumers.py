@@ -1,8 +1,8 @@
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from accounts.services import LOGGED_OUT, member_group, session_tag
 from parley.fragments import notice_fragment
+from parley.live.members import LOGGED_OUT, member_group, session_tag
 from rooms import selectors
 from rooms.hub import get_hub
 from rooms.models import room_group

@@ -15,8 +15,8 @@ from collections import deque
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from accounts.services import LOGGED_OUT, session_tag
 from parley.fragments import notice_fragment
+from parley.live.members import LOGGED_OUT, session_tag
 from rooms import fragments, selectors, services
 from rooms.hub import get_hub
 from rooms.presence import get_presence

@@ -12,6 +12,10 @@ def room_group(room_id: int) -> str:
 
 
 class Room(models.Model):
+    class Kind(models.TextChoices):
+        GROUP = "group", "Room"
+        DIRECT = "direct", "Direct conversation"
+
     name = models.CharField(max_length=80)
     slug = models.SlugField(max_length=100, unique=True)
     topic = models.CharField(max_length=200, blank=True)
@@ -24,6 +28,13 @@ class Room(models.Model):
     # this row, so a room's messages commit in seq order and a gap always means "not seen yet".
     last_seq = models.PositiveBigIntegerField(default=0)
     last_activity_at = models.DateTimeField(auto_now_add=True)
+    # A direct conversation is a private room of exactly two members, one per pair of members:
+    # `direct_pair` is "<smaller id>:<larger id>". It is never listed, left or invited to.
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.GROUP)
+    direct_pair = models.CharField(max_length=41, null=True, blank=True, unique=True)
+    # A direct conversation whose two members are no longer contacts: history kept, no new
+    # messages until they are contacts again.
+    is_read_only = models.BooleanField(default=False)
 
     class Meta:
         indexes = [

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from parley.live.members import member_group
 from rooms import fragments
 from rooms.models import MESSAGE_MAX_LENGTH, Membership, Message, Room
 
@@ -233,7 +234,6 @@ def room_mark_read_many(*, room_id: int, reads: dict[int, int]) -> None:
 
 def member_rooms_changed(member_id: int) -> None:
     """Tell the member's open pages that their list of rooms changed (after commit)."""
-    from accounts.services import member_group
 
     def announce():
         group_send(member_group(member_id), {"type": "member.rooms"})

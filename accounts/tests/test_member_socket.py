@@ -5,8 +5,8 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from accounts.consumers import MemberConsumer
-from accounts.services import member_push
 from parley.asgi import application
+from parley.live.members import member_push
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
