@@ -1,6 +1,4 @@
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-
+from parley.live.announce import group_send_each
 from parley.live.members import member_group, session_tag
 
 
@@ -12,7 +10,6 @@ def member_logged_out(*, member, session_key: str | None) -> None:
     from rooms.models import Room
 
     event = {"type": "session.ended", "session": session_tag(session_key)}
-    send = async_to_sync(get_channel_layer().group_send)
-    send(member_group(member.pk), event)
-    for room in Room.objects.filter(memberships__member=member).only("pk"):
-        send(room.group, event)
+    rooms = Room.objects.filter(memberships__member=member).only("pk")
+    # A layer that is down is logged and skipped: the logout itself must still happen.
+    group_send_each([member_group(member.pk), *(room.group for room in rooms)], event)

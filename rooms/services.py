@@ -7,14 +7,13 @@ commits, so nobody is told of something the database does not hold.
 import hashlib
 from collections.abc import Callable
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from parley.live.announce import group_send
 from parley.live.members import member_group
 from rooms import fragments
 from rooms.models import MESSAGE_MAX_LENGTH, Membership, Message, Room
@@ -23,7 +22,8 @@ from rooms.models import MESSAGE_MAX_LENGTH, Membership, Message, Room
 FLOOD_LIMIT = 10
 FLOOD_WINDOW_SECONDS = 5
 
-# Sends an event to a channel-layer group: group_send below, or a room hub's send_soon.
+# Sends an event to a channel-layer group: parley.live.announce.group_send (which logs a layer
+# that is down and returns), or a room hub's send_soon.
 Announce = Callable[[str, dict], None]
 
 
@@ -207,11 +207,6 @@ def message_announce(message: Message, key: str = "", announce: Announce | None 
             "key": key,
         },
     )
-
-
-def group_send(group: str, event: dict) -> None:
-    """Send an event to a group from synchronous code, waiting until the layer has it."""
-    async_to_sync(get_channel_layer().group_send)(group, event)
 
 
 def room_mark_read(*, room: Room, member, seq: int) -> None:

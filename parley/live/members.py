@@ -2,8 +2,7 @@
 
 import hashlib
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from parley.live.announce import group_send
 
 # Closes a socket for good: htmx's ws extension does not reconnect after it.
 LOGGED_OUT = 4001
@@ -23,6 +22,4 @@ def member_push(*, member_id: int, html: str) -> None:
 
     The fragment is swapped into those pages by the htmx ws extension, by id.
     """
-    async_to_sync(get_channel_layer().group_send)(
-        member_group(member_id), {"type": "member.fragment", "html": html}
-    )
+    group_send(member_group(member_id), {"type": "member.fragment", "html": html})
