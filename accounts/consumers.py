@@ -1,11 +1,16 @@
+import logging
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from parley.fragments import notice_fragment
-from parley.live.members import LOGGED_OUT, member_group, session_tag
+from parley.live.members import LOGGED_OUT, member_group
+from parley.live.sessions import SocketSession
 from rooms import selectors
 from rooms.hub import get_hub
 from rooms.models import room_group
+
+logger = logging.getLogger(__name__)
 
 
 class MemberConsumer(AsyncWebsocketConsumer):
@@ -19,6 +24,7 @@ class MemberConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.member = self.scope["user"]
         self.member_id = self.member.pk
+        self.session = SocketSession(self.scope)
         self.group = member_group(self.member_id)
         self.watching: set[int] = set()
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -58,5 +64,15 @@ class MemberConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=html)
 
     async def session_ended(self, event: dict) -> None:
-        if event["session"] == session_tag(self.scope["session"].session_key):
+        if self.session.ended_by(event):
+            await self.close(LOGGED_OUT)
+
+    async def session_recheck(self, event: dict) -> None:
+        """The member's password changed or they were deactivated: is this session still in?"""
+        try:
+            signed_in = await database_sync_to_async(self.session.still_signs_in)(event)
+        except Exception:
+            logger.exception("Checking a member socket's session failed")
+            return
+        if not signed_in:
             await self.close(LOGGED_OUT)

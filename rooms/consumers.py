@@ -16,7 +16,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from parley.fragments import notice_fragment
-from parley.live.members import LOGGED_OUT, session_tag
+from parley.live.members import LOGGED_OUT
+from parley.live.sessions import RECHECK, SocketSession
 from rooms import fragments, selectors, services
 from rooms.hub import get_hub
 from rooms.presence import get_presence
@@ -29,6 +30,10 @@ CATCH_UP_LIMIT = 500
 GONE = 4003
 PRESENCE_DELAY = 0.25
 LOGGED_OUT_NOTICE = "You have logged out. Log in again to go on chatting."
+SIGNED_OUT_NOTICE = (
+    "You are no longer logged in here: your password changed or your account was closed. "
+    "Log in again to go on chatting."
+)
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -38,7 +43,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.member = self.scope["user"]
         self.member_id = self.member.pk
-        self.session = session_tag(self.scope["session"].session_key)
+        self.session = SocketSession(self.scope)
+        self.rechecking: asyncio.Task | None = None
         room_id = self.scope["url_route"]["kwargs"]["room_id"]
         self.room = await database_sync_to_async(selectors.room_of_member)(room_id, self.member)
         if self.room is None:
@@ -152,9 +158,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
         elif kind == "room.left" and event["member_id"] == self.member_id:
             await self.send(text_data=notice_fragment("You have left this room.", level="info"))
             await self.close(GONE)
-        elif kind == "session.ended" and event["session"] == self.session:
+        elif kind == "session.ended" and self.session.ended_by(event):
             await self.send(text_data=notice_fragment(LOGGED_OUT_NOTICE, level="info"))
             await self.close(LOGGED_OUT)
+        elif kind == RECHECK and event["member_id"] == self.member_id:
+            # It reads the database, and the hub must not wait for that.
+            self.rechecking = asyncio.ensure_future(self.recheck_session(event))
+
+    async def recheck_session(self, event: dict) -> None:
+        try:
+            if not await database_sync_to_async(self.session.still_signs_in)(event):
+                await self.send(text_data=notice_fragment(SIGNED_OUT_NOTICE, level="info"))
+                await self.close(LOGGED_OUT)
+        except Exception:
+            logger.exception("Room %s: checking a socket's session failed", self.room.pk)
 
     @property
     def catching_up(self) -> bool:
