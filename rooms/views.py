@@ -69,7 +69,9 @@ def room(request: HtmxHttpRequest, slug: str) -> HttpResponse:
 @require_GET
 def room_socket(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     """A fresh copy of the room's socket element: the page fetches it after its socket closed,
-    and swapping it in opens a new socket. The draft, its key and the page's seq come along."""
+    and swapping it in opens a new socket. Only the page's seq comes along: the page keeps its
+    draft and its key (the copy's composer fields are hx-preserve), and the new socket's resume
+    frame carries them, so a draft that was sent meanwhile is emptied from there."""
     room = selectors.room_for(request.user, slug)
     if not selectors.is_member(room, request.user):
         # Left the room (in another tab, say): no socket, the way back in instead.
@@ -78,10 +80,12 @@ def room_socket(request: HtmxHttpRequest, slug: str) -> HttpResponse:
         after = max(int(request.GET.get("after", "")), 0)
     except ValueError:
         after = 0
-    key, body = request.GET.get("key", "")[:60], request.GET.get("body", "")[:10_000]
-    if not key or services.message_was_saved(author=request.user, key=key, body=body):
-        key, body = fragments.new_key(), ""  # that draft was sent: start a new one
-    context = {"room": room, "last_seq": min(after, room.last_seq), "key": key, "body": body}
+    context = {
+        "room": room,
+        "last_seq": min(after, room.last_seq),
+        "key": fragments.new_key(),  # used only by a page that has no draft to keep
+        "preserve": True,
+    }
     return render(request, "rooms/room.html#socket", context)
 
 

@@ -287,31 +287,6 @@ def test_the_viewer_stylesheet_marks_only_my_messages_as_mine(auth_client, user)
     assert "private" in response["Cache-Control"]
 
 
-def test_a_fresh_socket_keeps_an_unsent_draft_and_its_key(auth_client, room_factory, user):
-    room = room_factory(owner=user)
-    response = auth_client.get(
-        reverse("room_socket", args=[room.slug]),
-        {"after": "0", "key": "draft-key", "body": "half a thought"},
-        headers={"HX-Request": "true"},
-    )
-    assert 'name="key" value="draft-key"' in response.text
-    assert 'value="half a thought"' in response.text
-    assert 'ws-connect="/ws/rooms/' in response.text
-
-
-def test_a_fresh_socket_drops_a_draft_that_was_sent_meanwhile(auth_client, room_factory, user):
-    room = room_factory(owner=user)
-    services.message_post(room=room, author=user, body="made it", key="sent-key")
-    response = auth_client.get(
-        reverse("room_socket", args=[room.slug]),
-        {"after": "1", "key": "sent-key", "body": "made it"},
-        headers={"HX-Request": "true"},
-    )
-    assert "sent-key" not in response.text
-    assert 'value="made it"' not in response.text
-    assert 'id="room-seq" name="after" value="1"' in response.text
-
-
 def test_a_fresh_socket_after_leaving_offers_to_join_instead(client, room_factory, user_factory):
     owner, member = user_factory(), user_factory()
     room = room_factory(owner=owner)
