@@ -3,6 +3,7 @@ from django.db import transaction
 from parley.live.announce import group_send_each
 from parley.live.members import member_group, session_tag
 from parley.live.sessions import RECHECK
+from rooms.models import Room
 
 
 def member_logged_out(*, member, session_key: str | None) -> None:
@@ -10,7 +11,6 @@ def member_logged_out(*, member, session_key: str | None) -> None:
 
     The member's other sessions (other browsers, other devices) keep theirs.
     """
-    from rooms.models import Room
 
     event = {"type": "session.ended", "session": session_tag(session_key)}
     rooms = Room.objects.filter(memberships__member=member).only("pk")
@@ -27,7 +27,6 @@ def member_credentials_changed(
     `kept_session` is (old key, new key) of the session that made the change and stays signed
     in: Django gave it a new key, and its sockets carry on under that one.
     """
-    from rooms.models import Room
 
     kept, kept_as = kept_session or (None, None)
     event = {
