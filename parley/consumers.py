@@ -37,8 +37,8 @@ class MemberConsumer(LiveSocket):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await get_live_hub().add_member_socket(self)
         await self.watch_rooms()
-        await self.accept()
         await presence_socket_opened(member_id=self.member_id)
+        await self.accept()
         # Counts as of now: after a reconnect the page's badges may have missed changes.
         badges = await database_sync_to_async(selectors.unread_badges)(self.member)
         if badges:

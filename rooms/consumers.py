@@ -52,8 +52,8 @@ class RoomConsumer(LiveSocket):
         self.composer_key = ""  # the idempotency key in this page's composer
         self.joined = True  # from here on, leave() has something to undo
         await get_hub().join(self.room.pk, self.room.group, self)
-        await self.accept()
         await room_presence.arrive(self.room.pk, self.member_id)
+        await self.accept()
         room_presence_changed(self.room.pk)
 
     async def leave(self) -> None:
