@@ -90,3 +90,4 @@ async def test_a_member_of_a_killed_process_goes_offline_for_contacts_on_the_oth
     await database_sync_to_async(bob.refresh_from_db)()
     assert bob.last_seen_at is not None
     await ada_socket.close()
+    bob_socket.transport.abort()  # its server is gone; no closing handshake to wait for
