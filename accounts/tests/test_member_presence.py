@@ -3,9 +3,11 @@
 import asyncio
 import re
 import time
+from types import SimpleNamespace
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from accounts.models import Contact
@@ -17,8 +19,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def trio(user_factory):
     """Ada and Bob are contacts; Carol knows neither."""
-    from types import SimpleNamespace
-
     ada = user_factory(username="ada", display_name="Ada")
     bob = user_factory(username="bob", display_name="Bob")
     carol = user_factory(username="carol", display_name="Carol")
@@ -114,8 +114,6 @@ async def test_contacts_see_in_a_call_when_the_member_is_set_in_a_call(trio, mem
 async def test_presence_changes_are_saved_even_when_the_channel_layer_is_down(
     trio, member_socket, monkeypatch
 ):
-    from channels.layers import get_channel_layer
-
     async def down(*args, **kwargs):
         raise ConnectionError("the channel layer is down")
 

@@ -29,6 +29,8 @@ import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 
+import redis
+import redis.asyncio
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -132,11 +134,9 @@ class _RedisBackend:
     """One per event loop: redis-py's asyncio connections belong to the loop that made them."""
 
     def __init__(self, presence: "Presence"):
-        import redis.asyncio as redis
-
         self.presence = presence
         self.counts = _Counts()
-        self.redis = redis.from_url(settings.REDIS_URL)
+        self.redis = redis.asyncio.from_url(settings.REDIS_URL)
         self.arrive_script = self.redis.register_script(_ARRIVE)
         self.depart_script = self.redis.register_script(_DEPART)
         self.sweep_script = self.redis.register_script(_SWEEP)
@@ -323,8 +323,6 @@ class Presence:
 
     def _sync_redis(self):
         if self._sync_client is None:
-            import redis
-
             self._sync_client = redis.Redis.from_url(settings.REDIS_URL)
         return self._sync_client
 
