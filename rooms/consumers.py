@@ -149,12 +149,22 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 self.catcher = asyncio.ensure_future(self.catch_up())
         elif kind == "room.presence":
             await self.send(text_data=event["html"])
+        elif kind == "room.access":
+            await self.room_access(event)
         elif kind == "room.left" and event["member_id"] == self.member_id:
             await self.send(text_data=notice_fragment("You have left this room.", level="info"))
             await self.close(GONE)
         elif kind == "session.ended" and event["session"] == self.session:
             await self.send(text_data=notice_fragment(LOGGED_OUT_NOTICE, level="info"))
             await self.close(LOGGED_OUT)
+
+    async def room_access(self, event: dict) -> None:
+        """A direct conversation became read-only, or writable again: the composer follows."""
+        self.room.is_read_only = event["read_only"]
+        if self.room.is_read_only:
+            await self.send(text_data=event["html"])
+        else:
+            await self.empty_composer()
 
     @property
     def catching_up(self) -> bool:
