@@ -54,6 +54,9 @@ def _answer(
 ) -> HttpResponse:
     """After an action on a person: for htmx, that person's actions again, and out of band
     the member's contact list and notices; without JavaScript, back to the page it came from."""
+    if request.htmx and request.POST.get("from") == "notice":
+        # The member socket replaces the notices in every tab, this one included.
+        return HttpResponse(status=204)
     if request.htmx:
         context = {
             "done": done,

@@ -130,6 +130,9 @@ def test_contacts_pages_look_right_on_desktop_and_phone(
         assert has_no_sideways_scroll(page)
         page.goto("/people/?q=a")
         expect(page.get_by_role("list", name="People found")).to_be_visible()
+        # Text boxes are styled like every other one (one rule for them all lost its body).
+        search_box = page.get_by_label("Search people")
+        assert search_box.evaluate("box => getComputedStyle(box).minHeight") == "44px"
         screenshot(page, f"people-search-{name}")
         assert has_no_sideways_scroll(page)
         page.goto(room.get_absolute_url())

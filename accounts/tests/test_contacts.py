@@ -508,3 +508,15 @@ def test_contact_ids_are_a_members_contacts(ada, bob, user_factory):
     befriend(ada, bob)
     user_factory(username="carol")
     assert selectors.contact_ids(ada.pk) == {bob.pk}
+
+
+def test_answering_from_a_notice_with_htmx_leaves_the_page_to_the_member_socket(
+    ada, bob, client_of
+):
+    # The socket replaces the notices in every tab, so the form that asked is gone by the time
+    # an answer with fragments would arrive (htmx then logs an error and swaps nothing).
+    services.contact_request_send(sender=ada, username="bob")
+    url = f"/contacts/requests/{ContactRequest.objects.get().pk}/accept/"
+    response = client_of(bob).post(url, {"from": "notice"}, headers={"HX-Request": "true"})
+    assert response.status_code == 204
+    assert selectors.are_contacts(bob, ada)
