@@ -58,11 +58,16 @@ def test_finding_asking_accepting_chatting_and_blocking_live(
     # They open their conversation from the contact list and chat, live both ways.
     contact_list(ada_page).get_by_role("link", name=re.compile("Bob Marley")).click()
     expect(ada_page.get_by_role("heading", level=1)).to_contain_text("Bob Marley")
+    say(ada_page, "Hello Bob!")
+    # Bob is elsewhere: the unread count beside Ada in his list says so, live.
+    expect(
+        contact_list(bob_page).get_by_role("link", name=re.compile("Ada Lovelace"))
+    ).to_contain_text("1 unread")
+    screenshot(bob_page, "contact-list-unread-desktop")
     contact_list(bob_page).get_by_role("link", name=re.compile("Ada Lovelace")).click()
     expect(bob_page.get_by_role("heading", level=1)).to_contain_text("Ada Lovelace")
     conversation_url = ada_page.url
     assert bob_page.url == conversation_url
-    say(ada_page, "Hello Bob!")
     expect(bob_page.get_by_role("log")).to_contain_text("Hello Bob!")
     say(bob_page, "Hi Ada.")
     expect(ada_page.get_by_role("log")).to_contain_text("Hi Ada.")
