@@ -109,11 +109,14 @@ def _seeding_announces_nothing(monkeypatch):
     """Tests seed rooms and messages through the services in this process, whose channel layer
     has no sockets to tell (the server's has them, and announces its own changes for real);
     announcing from here would also need an event loop that Playwright's is not."""
+    from accounts import services as contact_services
     from rooms import services
 
     monkeypatch.setattr(services, "message_announce", lambda message, **kwargs: None)
     monkeypatch.setattr(services, "_announce_left", lambda room, member: None)
     monkeypatch.setattr(services, "member_rooms_changed", lambda member_id: None)
+    monkeypatch.setattr(services, "_announce_access", lambda room: None)
+    monkeypatch.setattr(contact_services, "contacts_changed", lambda member_id, **kwargs: None)
 
 
 # --- Members and their browsers -------------------------------------------------------------

@@ -8,5 +8,6 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("profile/", include("accounts.urls")),
     path("rooms/", include("rooms.urls")),
+    path("", include("accounts.contacts_urls")),
     path("admin/", admin.site.urls),
 ]

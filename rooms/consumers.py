@@ -158,6 +158,8 @@ class RoomConsumer(LiveSocket):
                 self.catcher = asyncio.ensure_future(self.catch_up())
         elif kind == "room.presence":
             await self.send(text_data=event["html"])
+        elif kind == "room.access":
+            await self.room_access(event)
         elif kind == "room.left" and event["member_id"] == self.member_id:
             await self.send(text_data=notice_fragment("You have left this room.", level="info"))
             await self.close(GONE)
@@ -175,6 +177,14 @@ class RoomConsumer(LiveSocket):
                 await self.close(LOGGED_OUT)
         except Exception:
             logger.exception("Room %s: checking a socket's session failed", self.room.pk)
+
+    async def room_access(self, event: dict) -> None:
+        """A direct conversation became read-only, or writable again: the composer follows."""
+        self.room.is_read_only = event["read_only"]
+        if self.room.is_read_only:
+            await self.send(text_data=event["html"])
+        else:
+            await self.empty_composer()
 
     @property
     def catching_up(self) -> bool:

@@ -11,6 +11,12 @@ def room_group(room_id: int) -> str:
     return f"room-{room_id}"
 
 
+def direct_pair(a_id: int, b_id: int) -> str:
+    """The `direct_pair` of two members' conversation: the same whichever of them asks."""
+    low, high = sorted((a_id, b_id))
+    return f"{low}:{high}"
+
+
 class Room(models.Model):
     class Kind(models.TextChoices):
         GROUP = "group", "Room"

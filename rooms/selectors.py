@@ -1,10 +1,11 @@
 """Reading rooms: who may see what, and the queries the pages and sockets make."""
 
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
 from rooms import fragments
-from rooms.models import Membership, Message, Room
+from rooms.models import Membership, Message, Room, direct_pair
 
 PAGE_SIZE = 50
 
@@ -39,13 +40,13 @@ def directory(query: str = "") -> QuerySet[Room]:
     return rooms.order_by("-last_activity_at", "pk")
 
 
-def rooms_of(member) -> list[Membership]:
-    """The member's rooms for the sidebar, each with `unread`: messages they have not seen."""
-    memberships = list(
-        Membership.objects.filter(member=member)
-        .select_related("room")
-        .order_by("room__name", "room__pk")
-    )
+def rooms_of(member, *, kind: str | None = Room.Kind.GROUP) -> list[Membership]:
+    """The member's rooms (by default only group rooms: direct conversations are listed with
+    the contacts), each with `unread`: messages they have not seen. kind=None: all of them."""
+    memberships = Membership.objects.filter(member=member)
+    if kind is not None:
+        memberships = memberships.filter(room__kind=kind)
+    memberships = list(memberships.select_related("room").order_by("room__name", "room__pk"))
     for membership in memberships:
         membership.unread = membership.room.last_seq - membership.last_read_seq
     return memberships
@@ -61,7 +62,7 @@ def sidebar_fragment(member) -> str:
 
 def unread_badges(member) -> str:
     """The unread badge of each of the member's rooms, in one fragment ('' for no rooms)."""
-    return "".join(fragments.unread(m.room_id, m.unread) for m in rooms_of(member))
+    return "".join(fragments.unread(m.room_id, m.unread) for m in rooms_of(member, kind=None))
 
 
 def unread_counts(room_id: int, member_ids: set[int]) -> dict[int, int]:
@@ -70,6 +71,34 @@ def unread_counts(room_id: int, member_ids: set[int]) -> dict[int, int]:
         "member_id", "room__last_seq", "last_read_seq"
     )
     return {member_id: last_seq - read for member_id, last_seq, read in rows}
+
+
+def direct_room(a, b) -> Room | None:
+    """The conversation of two members, if they have one."""
+    return Room.objects.filter(direct_pair=direct_pair(a.pk, b.pk)).first()
+
+
+def direct_other(room: Room, member):
+    """The other member of a direct conversation, as `member` sees it (None if gone)."""
+    return (
+        get_user_model()
+        .objects.filter(memberships__room=room)
+        .exclude(pk=member.pk)
+        .only("pk", "username", "display_name", "last_seen_at", "in_call")
+        .first()
+    )
+
+
+def direct_unread(member) -> dict[int, Membership]:
+    """The member's direct conversations by the other member's id, each with `unread`."""
+    found = {}
+    for membership in Membership.objects.filter(
+        member=member, room__kind=Room.Kind.DIRECT
+    ).select_related("room"):
+        low, high = (int(part) for part in membership.room.direct_pair.split(":"))
+        membership.unread = membership.room.last_seq - membership.last_read_seq
+        found[high if low == member.pk else low] = membership
+    return found
 
 
 def latest_messages(room: Room, before: int | None = None) -> tuple[list[Message], int | None]:

@@ -16,7 +16,7 @@ from django.utils.text import slugify
 from parley.live.announce import group_send
 from parley.live.members import member_group
 from rooms import fragments
-from rooms.models import MESSAGE_MAX_LENGTH, Membership, Message, Room
+from rooms.models import MESSAGE_MAX_LENGTH, Membership, Message, Room, direct_pair
 
 # A member may post this many messages in this many seconds, across all rooms and processes.
 FLOOD_LIMIT = 10
@@ -29,6 +29,11 @@ Announce = Callable[[str, dict], None]
 
 class Refused(Exception):
     """A change the person asked for and may not have; the text is for them."""
+
+
+# The same words for both members and whatever the cause (a removed contact or a block), so
+# that the conversation never tells one of them that the other blocked them.
+READ_ONLY_REASON = "You are no longer contacts, so this conversation is read-only."
 
 
 # --- Rooms -----------------------------------------------------------------------------------
@@ -83,6 +88,8 @@ def room_invite(*, room: Room, inviter, username: str) -> Membership:
 
 def room_leave(*, room: Room, member) -> None:
     """Leave a room. An owner who leaves hands the room to the member who joined first."""
+    if room.kind == Room.Kind.DIRECT:
+        raise Refused("A direct conversation cannot be left.")
     with transaction.atomic():
         membership = Membership.objects.select_for_update().filter(room=room, member=member).first()
         if membership is None:
@@ -100,6 +107,58 @@ def room_leave(*, room: Room, member) -> None:
 def _announce_left(room: Room, member) -> None:
     # Every socket of this member in this room closes for good: they are no longer a member.
     group_send(room.group, {"type": "room.left", "member_id": member.pk})
+
+
+# --- Direct conversations --------------------------------------------------------------------
+# Whether two members may write to each other is decided by accounts (contacts); rooms only
+# keeps the one conversation of a pair and opens or closes it when told.
+
+
+def direct_open(*, a, b) -> Room:
+    """The one conversation of two members, created if need be, and writable."""
+    pair = direct_pair(a.pk, b.pk)
+    with transaction.atomic():
+        room = Room.objects.select_for_update().filter(direct_pair=pair).first()
+        if room is None:
+            try:
+                with transaction.atomic():
+                    room = Room.objects.create(
+                        name="Direct conversation",
+                        slug=f"direct-{pair.replace(':', '-')}",
+                        is_private=True,
+                        kind=Room.Kind.DIRECT,
+                        direct_pair=pair,
+                    )
+            except IntegrityError:  # the other member opened it at the same moment
+                room = Room.objects.select_for_update().get(direct_pair=pair)
+        for member in (a, b):
+            _, joined = Membership.objects.get_or_create(room=room, member=member)
+            if joined:
+                member_rooms_changed(member.pk)  # their socket starts counting unread here
+        if room.is_read_only:
+            Room.objects.filter(pk=room.pk).update(is_read_only=False)
+            room.is_read_only = False
+            transaction.on_commit(lambda: _announce_access(room))
+    return room
+
+
+def direct_close(*, a, b) -> Room | None:
+    """Make the pair's conversation read-only (history kept); None if they never had one."""
+    with transaction.atomic():
+        room = Room.objects.select_for_update().filter(direct_pair=direct_pair(a.pk, b.pk)).first()
+        if room is not None and not room.is_read_only:
+            Room.objects.filter(pk=room.pk).update(is_read_only=True)
+            room.is_read_only = True
+            transaction.on_commit(lambda: _announce_access(room))
+    return room
+
+
+def _announce_access(room: Room) -> None:
+    # Every open page of the conversation swaps its composer: the read-only line is the same
+    # for everybody (rendered once); a reopened composer needs a key per page, so each room
+    # socket renders its own.
+    html = fragments.composer(room=room, key="") if room.is_read_only else ""
+    group_send(room.group, {"type": "room.access", "read_only": room.is_read_only, "html": html})
 
 
 # --- Messages --------------------------------------------------------------------------------
@@ -172,6 +231,9 @@ def message_post(
         with transaction.atomic():
             # The row lock numbers this room's messages one after another, in commit order.
             locked = Room.objects.select_for_update().get(pk=room.pk)
+            if locked.is_read_only:
+                # Read under the lock: a conversation closed a moment ago takes nothing more.
+                raise Refused(READ_ONLY_REASON)
             seq = locked.last_seq + 1
             now = timezone.now()
             Room.objects.filter(pk=room.pk).update(last_seq=seq, last_activity_at=now)

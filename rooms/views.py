@@ -8,7 +8,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from parley.http import HtmxHttpRequest
 from rooms import fragments, selectors, services
 from rooms.forms import RoomForm
-from rooms.models import Membership
+from rooms.models import Membership, Room
 
 DIRECTORY_PAGE_SIZE = 20
 
@@ -50,8 +50,11 @@ def room(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     room = selectors.room_for(request.user, slug)
     membership = selectors.membership_of(room, request.user)
     page, older_than = selectors.latest_messages(room)
+    other = selectors.direct_other(room, request.user) if room.kind == Room.Kind.DIRECT else None
     context = {
         "room": room,
+        "title": _title(room, other),
+        "other": other,
         "membership": membership,
         "is_owner": membership is not None and membership.role == Membership.Role.OWNER,
         "chat_messages": page,
@@ -64,6 +67,13 @@ def room(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     if membership is not None:
         services.room_mark_read(room=room, member=request.user, seq=room.last_seq)
     return render(request, "rooms/room.html", context)
+
+
+def _title(room: Room, other) -> str:
+    """A direct conversation is called after the other member, for each of its two members."""
+    if room.kind != Room.Kind.DIRECT:
+        return room.name
+    return other.name if other is not None else "Former member"
 
 
 @require_GET
@@ -98,7 +108,13 @@ def room_messages(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     except ValueError:
         before = None
     page, older_than = selectors.latest_messages(room, before=before)
-    context = {"room": room, "chat_messages": page, "older_than": older_than}
+    other = selectors.direct_other(room, request.user) if room.kind == Room.Kind.DIRECT else None
+    context = {
+        "room": room,
+        "title": _title(room, other),
+        "chat_messages": page,
+        "older_than": older_than,
+    }
     if request.htmx:
         return render(request, "rooms/room.html#message-batch", context)
     return redirect(room)
@@ -134,7 +150,11 @@ def room_join(request: HtmxHttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def room_leave(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     room = selectors.room_for(request.user, slug)
-    services.room_leave(room=room, member=request.user)
+    try:
+        services.room_leave(room=room, member=request.user)
+    except services.Refused as refusal:
+        messages.error(request, str(refusal))
+        return redirect(room)
     messages.info(request, f"You have left {room.name}.")
     return redirect("room_directory")
 
