@@ -1,6 +1,11 @@
 """Every WebSocket route of the site, gathered from the apps."""
 
-from accounts.routing import websocket_urlpatterns as accounts_routes
+from django.urls import path
+
+from parley.consumers import MemberConsumer
 from rooms.routing import websocket_urlpatterns as rooms_routes
 
-websocket_urlpatterns = [*accounts_routes, *rooms_routes]
+websocket_urlpatterns = [
+    path("ws/member/", MemberConsumer.as_asgi()),
+    *rooms_routes,
+]

@@ -180,6 +180,14 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# Presence across processes (parley/live/presence.py): each process refreshes its members'
+# entries every PRESENCE_REFRESH seconds and they expire PRESENCE_TTL seconds after the last
+# refresh; every PRESENCE_SWEEP seconds a process removes expired entries. A killed process's
+# members therefore show offline within PRESENCE_TTL + PRESENCE_SWEEP seconds (50 by default).
+PRESENCE_TTL = float(os.environ.get("PRESENCE_TTL", "45"))
+PRESENCE_REFRESH = float(os.environ.get("PRESENCE_REFRESH", "15"))
+PRESENCE_SWEEP = float(os.environ.get("PRESENCE_SWEEP", "5"))
+
 # --- Accounts (django-allauth) --------------------------------------------------------------
 
 AUTH_USER_MODEL = "accounts.User"

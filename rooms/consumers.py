@@ -13,13 +13,13 @@ import logging
 from collections import deque
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 
 from parley.fragments import notice_fragment
 from parley.live.members import LOGGED_OUT, session_tag
+from parley.live.sockets import LiveSocket
 from rooms import fragments, selectors, services
 from rooms.hub import get_hub
-from rooms.presence import get_presence
+from rooms.presence import room_presence, room_presence_changed
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +27,10 @@ MAX_FRAME = 64 * 1024
 CATCH_UP_LIMIT = 500
 # Closes a room socket for good: the member has left the room.
 GONE = 4003
-PRESENCE_DELAY = 0.25
 LOGGED_OUT_NOTICE = "You have logged out. Log in again to go on chatting."
 
 
-class RoomConsumer(AsyncWebsocketConsumer):
+class RoomConsumer(LiveSocket):
     # Events reach room sockets through the hub, so a socket needs no channel of its own.
     channel_layer_alias = None
 
@@ -51,20 +50,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.lock = asyncio.Lock()  # held while this socket reads from the database and sends
         self.catcher: asyncio.Task | None = None
         self.composer_key = ""  # the idempotency key in this page's composer
-        first_here = await get_hub().join(self.room.pk, self.room.group, self)
+        self.joined = True  # from here on, leave() has something to undo
+        await get_hub().join(self.room.pk, self.room.group, self)
+        await room_presence.arrive(self.room.pk, self.member_id)
         await self.accept()
-        if first_here:
-            await get_presence().arrived(self.room.pk, self.member_id)
-        await self.presence_changed()
+        room_presence_changed(self.room.pk)
 
-    async def disconnect(self, code: int) -> None:
-        if getattr(self, "room", None) is None:
+    async def leave(self) -> None:
+        if not getattr(self, "joined", False):
             return
         if self.catching_up:
             self.catcher.cancel()
-        if await get_hub().leave(self.room.pk, self):
-            await get_presence().departed(self.room.pk, self.member_id)
-            await self.presence_changed()
+        await get_hub().leave(self.room.pk, self)
+        if await room_presence.depart(self.room.pk, self.member_id):
+            room_presence_changed(self.room.pk)
 
     # --- From the page ---------------------------------------------------------------------
 
@@ -147,6 +146,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
                     await self.deliver_pending()
             else:
                 self.catcher = asyncio.ensure_future(self.catch_up())
+        elif kind == "room.catch_up":
+            # The hub missed messages (it subscribed late): read whatever this page lacks.
+            if self.sent_seq is not None:
+                self.catcher = asyncio.ensure_future(self.catch_up())
         elif kind == "room.presence":
             await self.send(text_data=event["html"])
         elif kind == "room.left" and event["member_id"] == self.member_id:
@@ -207,15 +210,3 @@ class RoomConsumer(AsyncWebsocketConsumer):
     def mark_read_soon(self) -> None:
         """What this page has shown counts as read (the hub writes it, for many at once)."""
         get_hub().read(self.room.pk, self.member_id, self.sent_seq)
-
-    async def presence_changed(self) -> None:
-        """Tell everybody in the room who is online now: once per room per PRESENCE_DELAY in
-        this process, however many sockets came and went, rendered once for all."""
-        room = self.room
-
-        async def announce():
-            online = await get_presence().online(room.pk)
-            html = await database_sync_to_async(selectors.presence_fragment)(room, online)
-            await get_hub().layer.group_send(room.group, {"type": "room.presence", "html": html})
-
-        get_hub().soon(("presence", room.pk), PRESENCE_DELAY, announce)

@@ -1,20 +1,21 @@
-"""Per-process fan-out of a room's events to the room sockets open in this process.
+"""A room's events, handed to the room sockets and sidebars open in this process.
 
-The stock Channels path gives every socket a channel of its own and delivers a room message once
-per member through the channel layer, then hops into a thread before each handler. Here each
-process subscribes to a room's group once, with one channel, and hands every event it receives
-to its local sockets directly: a message costs the layer one delivery per process, not one per
-member, and each socket one write.
+Built on the process's hub (parley.live.hub), which subscribes to each room's group once and
+hands this module every event of the room. What is particular to rooms lives here: messages go
+to the sockets in seq order, each once (held when they come early, read from the database when
+one never comes); read marks are written in batches; sidebars' unread counts follow.
 """
 
 import asyncio
 import logging
 import weakref
-from collections import Counter, deque
 from typing import Protocol
 
-from channels.layers import get_channel_layer
+from channels.db import database_sync_to_async
 
+from parley.live.hub import Hub
+from parley.live.hub import get_hub as get_live_hub
+from rooms import fragments, selectors, services
 from rooms.models import room_group
 
 logger = logging.getLogger(__name__)
@@ -38,79 +39,72 @@ class RoomSocket(Protocol):
 
 
 class _Room:
-    def __init__(self, room_id: int, group: str):
+    """A room open in this process: the hub's subscriber for the room's group."""
+
+    def __init__(self, hub: "RoomHub", room_id: int, group: str):
+        self.hub = hub
         self.room_id = room_id
         self.group = group
-        self.sockets: set[RoomSocket] = set()  # room pages: they count as online
-        self.members: Counter[int] = Counter()
+        self.sockets: set[RoomSocket] = set()  # room pages
         self.watchers: set = set()  # sidebars: they only want unread counts
-        self.channel: str | None = None
-        self.listener: asyncio.Task | None = None
-        self.ready = asyncio.Event()
         self.delivered: int | None = None  # the newest seq handed to the sockets, in order
         self.held: dict[int, dict] = {}  # messages that came before an earlier one
+        self.releasing = False  # a release is handing out held messages (one at a time)
 
     @property
     def idle(self) -> bool:
         return not self.sockets and not self.watchers
+
+    async def hub_event(self, event: dict) -> None:
+        await self.hub.dispatch(self, event)
+
+    async def subscribed(self, late: bool) -> None:
+        if late:
+            await self.hub.catch_up(self)
 
 
 class RoomHub:
     """One per event loop (one per server process)."""
 
     def __init__(self):
+        self.live: Hub = get_live_hub()
+        self.layer = self.live.layer
         self.rooms: dict[int, _Room] = {}
-        self.pending: set[object] = set()
-        self.tasks: set[asyncio.Task] = set()  # held here so that none is collected mid-run
         self.reads: dict[int, dict[int, int]] = {}  # room -> member -> newest seq shown
-        self.layer = get_channel_layer()
-        self.loop = asyncio.get_running_loop()
-        self.outbox: deque[tuple[str, dict]] = deque()
-        self.sender: asyncio.Task | None = None
 
-    async def _subscribed(self, room_id: int, group: str) -> _Room:
+    def _room(self, room_id: int, group: str) -> tuple[_Room, object]:
         room = self.rooms.get(room_id)
         if room is None:
-            room = self.rooms[room_id] = _Room(room_id, group)
-            room.listener = asyncio.create_task(self._listen(room))
-        return room
+            room = self.rooms[room_id] = _Room(self, room_id, group)
+        return room, self.live.subscribe(group, room)
 
     async def _unsubscribe_if_idle(self, room: _Room) -> None:
         if room.idle and self.rooms.get(room.room_id) is room:
             del self.rooms[room.room_id]
-            room.listener.cancel()
-            if room.channel is not None:
-                await self.layer.group_discard(room.group, room.channel)
+            await self.live.unsubscribe(room.group)
 
-    async def join(self, room_id: int, group: str, socket: RoomSocket) -> bool:
-        """Subscribe a room socket; True when its member was not online here before.
+    async def join(self, room_id: int, group: str, socket: RoomSocket) -> None:
+        """Subscribe a room socket.
 
-        Returns once this process is subscribed, so anything committed after that is delivered.
+        Returns once this process is subscribed (or has tried for a while: what is committed
+        before a late subscription is read from the database when it comes).
         """
-        room = await self._subscribed(room_id, group)
+        room, subscription = self._room(room_id, group)
         room.sockets.add(socket)
-        room.members[socket.member_id] += 1
-        await room.ready.wait()
-        return room.members[socket.member_id] == 1
+        await self.live.ready(subscription)
 
-    async def leave(self, room_id: int, socket: RoomSocket) -> bool:
-        """Unsubscribe a room socket; True when that was its member's last socket here."""
+    async def leave(self, room_id: int, socket: RoomSocket) -> None:
         room = self.rooms.get(room_id)
         if room is None or socket not in room.sockets:
-            return False
+            return
         room.sockets.discard(socket)
-        room.members[socket.member_id] -= 1
-        last = room.members[socket.member_id] <= 0
-        if last:
-            del room.members[socket.member_id]
         await self._unsubscribe_if_idle(room)
-        return last
 
     async def watch(self, room_id: int, group: str, watcher) -> None:
         """Subscribe a sidebar to a room's unread count (`watcher.member_id`, `watcher.send`)."""
-        room = await self._subscribed(room_id, group)
+        room, subscription = self._room(room_id, group)
         room.watchers.add(watcher)
-        await room.ready.wait()
+        await self.live.ready(subscription)
 
     async def unwatch(self, room_id: int, watcher) -> None:
         room = self.rooms.get(room_id)
@@ -119,45 +113,10 @@ class RoomHub:
             await self._unsubscribe_if_idle(room)
 
     def soon(self, key: object, delay: float, work) -> None:
-        """Run `work()` once, `delay` seconds after the first call for `key` in that time."""
-        if key in self.pending:
-            return
-        self.pending.add(key)
-
-        async def run():
-            await asyncio.sleep(delay)
-            self.pending.discard(key)
-            try:
-                await work()
-            except Exception:
-                logger.exception("Deferred room work %r failed", key)
-
-        task = asyncio.ensure_future(run())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.live.soon(key, delay, work)
 
     def send_soon(self, group: str, event: dict) -> None:
-        """Send `event` to `group` through the channel layer, from any thread, without waiting.
-
-        Events go out one after another in the order of the calls: the database thread announces
-        each message as it commits, so a room's messages leave this process in seq order.
-        """
-        self.loop.call_soon_threadsafe(self._post, group, event)
-
-    def _post(self, group: str, event: dict) -> None:
-        self.outbox.append((group, event))
-        if self.sender is None or self.sender.done():
-            self.sender = asyncio.create_task(self._send_outbox())
-
-    async def _send_outbox(self) -> None:
-        while self.outbox:
-            group, event = self.outbox.popleft()
-            try:
-                await self.layer.group_send(group, event)
-            except Exception:
-                # A message is saved all the same: sockets read it from the database when the
-                # room's next message arrives or when they open again.
-                logger.exception("Announcing %s to %s failed", event.get("type"), group)
+        self.live.send_soon(group, event)
 
     def read(self, room_id: int, member_id: int, seq: int) -> None:
         """Note that a room page showed `member_id` everything up to `seq`; written soon."""
@@ -167,10 +126,6 @@ class RoomHub:
             self.soon(("read", room_id), READ_DELAY, lambda: self._write_reads(room_id))
 
     async def _write_reads(self, room_id: int) -> None:
-        from channels.db import database_sync_to_async
-
-        from rooms import services
-
         reads = self.reads.pop(room_id, {})
         if reads:
             await database_sync_to_async(services.room_mark_read_many)(room_id=room_id, reads=reads)
@@ -178,39 +133,28 @@ class RoomHub:
             # than the room page that read the messages.
             await self.layer.group_send(room_group(room_id), {"type": "room.read"})
 
-    def online_here(self, room_id: int) -> set[int]:
-        room = self.rooms.get(room_id)
-        return set(room.members) if room else set()
+    async def dispatch(self, room: _Room, event: dict) -> None:
+        if event["type"] == "room.message":
+            await self._sequence(room, event)
+        elif event["type"] == "room.read":
+            if room.watchers:
+                # The same key as after a message: a recount already due runs after this
+                # write anyway, so one is enough.
+                self.soon(("unread", room.room_id), 0, lambda: self._unread(room))
+        else:
+            await self._hand_out(room, event)
 
-    def local_rooms(self) -> dict[int, set[int]]:
-        return {room_id: set(room.members) for room_id, room in self.rooms.items()}
-
-    async def _listen(self, room: _Room) -> None:
-        try:
-            room.channel = await self.layer.new_channel()
-            await self.layer.group_add(room.group, room.channel)
-        finally:
-            room.ready.set()
-        while True:
-            try:
-                event = await self.layer.receive(room.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Keep listening; whatever was missed meanwhile comes from the database.
-                logger.exception("Room %s: reading from the channel layer failed", room.room_id)
-                await asyncio.sleep(1)
-                self.soon(("tail", room.room_id), 0, lambda r=room: self._tail(r))
-                continue
-            if event["type"] == "room.message":
-                await self._sequence(room, event)
-            elif event["type"] == "room.read":
-                if room.watchers:
-                    # The same key as after a message: a recount already due runs after this
-                    # write anyway, so one is enough.
-                    self.soon(("unread", room.room_id), 0, lambda r=room: self._unread(r))
-            else:
-                await self._hand_out(room, event)
+    async def catch_up(self, room: _Room) -> None:
+        """After a subscription that came late (or a listener that could not read for a while):
+        what was announced meanwhile never came, so it comes from the database."""
+        last = await database_sync_to_async(selectors.last_seq)(room.room_id)
+        if room.delivered is None:
+            # The hub has handed out nothing yet; each socket reads what it lacks itself.
+            room.delivered = last
+            await self._hand_out(room, {"type": "room.catch_up"})
+        elif last > room.delivered:
+            logger.warning("Room %s: messages up to %s came from the database", room.room_id, last)
+            await self._fill(room, upto=last)
 
     async def _hand_out(self, room: _Room, event: dict) -> None:
         for socket in list(room.sockets):
@@ -231,22 +175,30 @@ class RoomHub:
         room.held[seq] = event
         await self._release(room)
         if room.held:
-            self.soon(("gap", room.room_id), GAP_WAIT, lambda r=room: self._fill(r))
-        self.soon(("tail", room.room_id), TAIL_CHECK, lambda r=room: self._tail(r))
+            self.soon(("gap", room.room_id), GAP_WAIT, lambda: self._fill(room))
+        self.soon(("tail", room.room_id), TAIL_CHECK, lambda: self._tail(room))
         if room.watchers:
-            self.soon(("unread", room.room_id), UNREAD_DELAY, lambda r=room: self._unread(r))
+            self.soon(("unread", room.room_id), UNREAD_DELAY, lambda: self._unread(room))
 
     async def _release(self, room: _Room) -> None:
-        while room.delivered + 1 in room.held:
-            room.delivered += 1
-            await self._hand_out(room, room.held.pop(room.delivered))
+        """Hand out the held messages that follow the last delivered one.
+
+        One release at a time per room: a delivery may wait on a slow socket, and a second
+        release meanwhile (a fill, a tail check) would hand n+1 to some sockets before n. The
+        one running goes on with whatever was added while it waited.
+        """
+        if room.releasing:
+            return
+        room.releasing = True
+        try:
+            while room.delivered + 1 in room.held:
+                room.delivered += 1
+                await self._hand_out(room, room.held.pop(room.delivered))
+        finally:
+            room.releasing = False
 
     async def _fill(self, room: _Room, upto: int | None = None) -> None:
         """Read the messages missing before those held (or up to `upto`) from the database."""
-        from channels.db import database_sync_to_async
-
-        from rooms import selectors
-
         if room.delivered is None:
             return
         if upto is None:
@@ -256,14 +208,11 @@ class RoomHub:
         for event in await database_sync_to_async(selectors.message_events)(
             room.room_id, room.delivered, upto
         ):
-            room.held.setdefault(event["seq"], event)
+            if event["seq"] > room.delivered:
+                room.held.setdefault(event["seq"], event)
         await self._release(room)
 
     async def _tail(self, room: _Room) -> None:
-        from channels.db import database_sync_to_async
-
-        from rooms import selectors
-
         last = await database_sync_to_async(selectors.last_seq)(room.room_id)
         if room.delivered is not None and last > room.delivered:
             logger.warning("Room %s: messages up to %s came from the database", room.room_id, last)
@@ -272,10 +221,6 @@ class RoomHub:
     async def _unread(self, room: _Room) -> None:
         """Tell each sidebar watching `room` here its member's unread count: one query for all,
         one render per distinct count."""
-        from channels.db import database_sync_to_async
-
-        from rooms import fragments, selectors
-
         watchers = list(room.watchers)
         counts = await database_sync_to_async(selectors.unread_counts)(
             room.room_id, {watcher.member_id for watcher in watchers}

@@ -1,90 +1,43 @@
-"""Who is online in a room, across every server process.
+"""Who has a room open, across every server process.
 
 A member is online in a room while at least one of their sockets to it is open, in any process.
-Each process counts its own sockets (the hub); this module shares "member M is here" between
-processes. In one process (no REDIS_URL) the hub's own count is the whole truth. With Redis,
-each process writes `member:process` into a sorted set per room, scored by when the entry
-expires, and refreshes its entries while the sockets stay open: a process that dies stops
-refreshing, and its members drop out within PRESENCE_TTL seconds.
+The counting, sharing and expiry are parley.live.presence's (a killed process's members drop
+out within PRESENCE_TTL + PRESENCE_SWEEP seconds); this module names the store for rooms and
+tells a room, once per PRESENCE_DELAY per process, who is online in it now.
 """
 
-import asyncio
-import os
-import time
-import uuid
-import weakref
+from channels.db import database_sync_to_async
 
-from django.conf import settings
-
+from parley.live.presence import Presence
+from rooms import selectors
 from rooms.hub import get_hub
+from rooms.models import Room, room_group
 
-PRESENCE_TTL = 45
-REFRESH_EVERY = 15
-PROCESS_ID = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def _key(room_id: int) -> str:
-    return f"parley:online:{room_id}"
+PRESENCE_DELAY = 0.25
 
 
-class LocalPresence:
-    async def arrived(self, room_id: int, member_id: int) -> None:
-        pass
-
-    async def departed(self, room_id: int, member_id: int) -> None:
-        pass
-
-    async def online(self, room_id: int) -> set[int]:
-        return get_hub().online_here(room_id)
+async def _changed_elsewhere(key: str, member_ids: set[int]) -> None:
+    room_presence_changed(int(key))
 
 
-class RedisPresence:
-    def __init__(self, url: str):
-        import redis.asyncio as redis
-
-        self.redis = redis.from_url(url)
-        self.refresher: asyncio.Task | None = None
-
-    def _entry(self, member_id: int) -> str:
-        return f"{member_id}:{PROCESS_ID}"
-
-    async def arrived(self, room_id: int, member_id: int) -> None:
-        await self.redis.zadd(_key(room_id), {self._entry(member_id): time.time() + PRESENCE_TTL})
-        if self.refresher is None or self.refresher.done():
-            self.refresher = asyncio.create_task(self._refresh())
-
-    async def departed(self, room_id: int, member_id: int) -> None:
-        await self.redis.zrem(_key(room_id), self._entry(member_id))
-
-    async def online(self, room_id: int) -> set[int]:
-        entries = await self.redis.zrangebyscore(_key(room_id), time.time(), "+inf")
-        return {int(entry.split(b":", 1)[0]) for entry in entries}
-
-    async def _refresh(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_EVERY)
-            rooms = get_hub().local_rooms()
-            if not rooms:
-                return
-            expires = time.time() + PRESENCE_TTL
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for room_id, members in rooms.items():
-                    if members:
-                        pipe.zadd(_key(room_id), {self._entry(m): expires for m in members})
-                    pipe.zremrangebyscore(_key(room_id), "-inf", time.time())
-                await pipe.execute()
+room_presence = Presence("rooms", on_gone=_changed_elsewhere, on_back=_changed_elsewhere)
 
 
-_stores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = (
-    weakref.WeakKeyDictionary()
-)
+def _fragment(room_id: int, online: set[int]) -> str | None:
+    room = Room.objects.filter(pk=room_id).first()
+    return None if room is None else selectors.presence_fragment(room, online)
 
 
-def get_presence() -> LocalPresence | RedisPresence:
-    """The store for the running event loop (Redis connections belong to one loop)."""
-    loop = asyncio.get_running_loop()
-    store = _stores.get(loop)
-    if store is None:
-        store = RedisPresence(settings.REDIS_URL) if settings.REDIS_URL else LocalPresence()
-        _stores[loop] = store
-    return store
+def room_presence_changed(room_id: int) -> None:
+    """Tell everybody in the room who is online now: once per room per PRESENCE_DELAY in this
+    process, however many sockets came and went, rendered once for all."""
+
+    async def announce():
+        online = await room_presence.members(room_id)
+        html = await database_sync_to_async(_fragment)(room_id, online)
+        if html is not None:
+            await get_hub().layer.group_send(
+                room_group(room_id), {"type": "room.presence", "html": html}
+            )
+
+    get_hub().soon(("presence", room_id), PRESENCE_DELAY, announce)

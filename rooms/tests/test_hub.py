@@ -3,8 +3,12 @@
 import asyncio
 import uuid
 
+import pytest
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.core.cache import cache
 
+from rooms import selectors, services
 from rooms.hub import get_hub
 
 
@@ -25,3 +29,43 @@ async def test_announcements_made_on_another_thread_go_out_in_the_order_they_wer
     await layer.group_discard(group, channel)
 
     assert received == list(range(1, 101))
+
+
+class SlowFirstWrite:
+    """A room socket whose first write waits on the network before it lands."""
+
+    member_id = 0
+
+    def __init__(self):
+        self.seen: list[int] = []
+        self.writes = 0
+
+    async def room_event(self, event: dict) -> None:
+        self.writes += 1
+        if self.writes == 1:
+            await asyncio.sleep(0.3)
+        self.seen.append(event["seq"])
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_fill_while_a_slow_socket_takes_a_message_does_not_overtake_that_message(duo):
+    def post_two():
+        for body in ("first", "second"):
+            cache.delete(f"parley:flood:{duo.ada.pk}")
+            services.message_post(
+                room=duo.room, author=duo.ada, body=body, announce=lambda group, event: None
+            )
+
+    await database_sync_to_async(post_two)()
+    hub, socket = get_hub(), SlowFirstWrite()
+    await hub.join(duo.room.pk, duo.room.group, socket)
+    room = hub.rooms[duo.room.pk]
+    (first,) = await database_sync_to_async(selectors.message_events)(duo.room.pk, 0, 1)
+
+    delivery = asyncio.create_task(hub._sequence(room, first))
+    await asyncio.sleep(0.05)  # message 1 is on its way to the slow socket
+    await hub._fill(room, upto=2)  # a tail check finds message 2 in the database meanwhile
+    await delivery
+
+    assert socket.seen == [1, 2]
+    await hub.leave(duo.room.pk, socket)

@@ -4,8 +4,8 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from accounts.consumers import MemberConsumer
 from parley.asgi import application
+from parley.consumers import MemberConsumer
 from parley.live.members import member_push
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,47 +1,69 @@
-from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
+"""The member socket: the one socket every page of a signed-in member keeps open.
 
+It is wiring, not a feature: it gathers what several features have for one member wherever they
+are (rooms' unread badges and room list, contacts' notices and presence, calls next). Each open
+tab is one socket. MembersOnly has already refused anonymous sockets before this runs.
+
+How fragments reach it:
+- `parley.live.members.member_push(member_id=, html=)`: one member's tabs, through the member's
+  channel-layer group (`member.fragment`).
+- `parley.live.members.members_push(member_ids=, html=)`: many members' tabs, one event for all
+  (presence changes), written by each process's hub to its own member sockets.
+"""
+
+import logging
+
+from channels.db import database_sync_to_async
+
+from accounts.presence import presence_socket_closed, presence_socket_opened
 from parley.fragments import notice_fragment
+from parley.live.hub import get_hub as get_live_hub
 from parley.live.members import LOGGED_OUT, member_group, session_tag
+from parley.live.sockets import LiveSocket
 from rooms import selectors
-from rooms.hub import get_hub
+from rooms.hub import get_hub as get_room_hub
 from rooms.models import room_group
 
+logger = logging.getLogger(__name__)
 
-class MemberConsumer(AsyncWebsocketConsumer):
-    """The socket every page of a signed-in member keeps open.
 
-    It carries fragments meant for one member wherever they are (their sidebar, and later
-    presence and incoming calls). Each open tab is one socket in the member's group.
-    MembersOnly has already refused anonymous sockets before this runs.
-    """
-
+class MemberConsumer(LiveSocket):
     async def connect(self) -> None:
         self.member = self.scope["user"]
         self.member_id = self.member.pk
         self.group = member_group(self.member_id)
         self.watching: set[int] = set()
+        self.joined = True  # from here on, leave() has something to undo
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await get_live_hub().add_member_socket(self)
         await self.watch_rooms()
+        await presence_socket_opened(member_id=self.member_id)
         await self.accept()
         # Counts as of now: after a reconnect the page's badges may have missed changes.
         badges = await database_sync_to_async(selectors.unread_badges)(self.member)
         if badges:
             await self.send(text_data=badges)
 
-    async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-            for room_id in self.watching:
-                await get_hub().unwatch(room_id, self)
+    async def leave(self) -> None:
+        if not getattr(self, "joined", False):
+            return
+        # Presence first: it matters most, and the steps after it may fail with the layer.
+        try:
+            await presence_socket_closed(member_id=self.member_id)
+        except Exception:
+            logger.exception("Member %s: leaving presence failed", self.member_id)
+        await get_live_hub().remove_member_socket(self)
+        for room_id in self.watching:
+            await get_room_hub().unwatch(room_id, self)
+        await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def watch_rooms(self) -> None:
         """Follow the unread counts of exactly the rooms the member is in now."""
         rooms = await database_sync_to_async(selectors.room_ids_of)(self.member)
         for room_id in self.watching - rooms:
-            await get_hub().unwatch(room_id, self)
+            await get_room_hub().unwatch(room_id, self)
         for room_id in rooms - self.watching:
-            await get_hub().watch(room_id, room_group(room_id), self)
+            await get_room_hub().watch(room_id, room_group(room_id), self)
         self.watching = rooms
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
