@@ -221,10 +221,12 @@ def analyse(events, conns_of, contacts, guard_ns, window_ns, online_end) -> dict
     lat, lat_done = [], []
     missed = []
     eligible = skipped = late = 0
+    per_change = []  # (last ms, first ms, at s, kind, member)
     for ev in events:
         if ev.get("t0") is None:
             continue
         m, kind, t0 = ev["member"], ev["kind"], ev["t0"]
+        first_ms = last_ms = None
         for cidx in contacts[m]:
             conns = conns_of.get(cidx, [])
             c = conn_at(conns, t0 - guard_ns)
@@ -239,10 +241,16 @@ def analyse(events, conns_of, contacts, guard_ns, window_ns, online_end) -> dict
                 missed.append((m, kind, cidx, ev["at"]))
                 continue
             lat.append(t - t0)
+            ms = (t - t0) / 1e6
+            first_ms = ms if first_ms is None else min(first_ms, ms)
+            last_ms = ms if last_ms is None else max(last_ms, ms)
             if ev.get("t_done"):
                 lat_done.append(t - ev["t_done"])
             if t - t0 > TARGET_P99_MS * 1_000_000:
                 late += 1
+        if last_ms is not None:
+            per_change.append((round(last_ms), round(first_ms), ev["at"], kind, m))
+    per_change.sort(reverse=True)
     lat.sort()
     lat_done.sort()
 
@@ -301,6 +309,9 @@ def analyse(events, conns_of, contacts, guard_ns, window_ns, online_end) -> dict
         "missed": len(missed),
         "missed_examples": missed[:10],
         "late": late,
+        # the five changes whose last delivery was latest: [last ms, first ms, at s, kind, who];
+        # a change whose first delivery was already late waited before its fan-out began
+        "slowest_changes": per_change[:5],
         "p50_ms": pct(lat, 0.50),
         "p90_ms": pct(lat, 0.90),
         "p99_ms": pct(lat, 0.99),
@@ -632,6 +643,8 @@ async def run_once(cfg: dict, run: int, args) -> dict:
                     "final_wrong",
                     "privacy",
                     "repeats",
+                    "late",
+                    "slowest_changes",
                     "net_server_cpu_ms_per_change",
                     "rss_start_mib",
                     "rss_mid_mib",
