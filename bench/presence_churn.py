@@ -346,8 +346,7 @@ def start_servers(args, env, processes: int, workdir: Path) -> tuple[list, list[
             subprocess.Popen(
                 [
                     PYTHON,
-                    "-m",
-                    "daphne",
+                    *([args.server_script] if args.server_script else ["-m", "daphne"]),
                     "-e",
                     f"tcp:port={p}:interface=127.0.0.1:backlog=2048",
                     "parley.asgi:application",
@@ -780,6 +779,11 @@ def main() -> None:
     )
     parser.add_argument("--port", type=int, default=8865)
     parser.add_argument("--repo", default=str(REPO), help="the Parley checkout to serve")
+    parser.add_argument(
+        "--server-script",
+        help="run this Python file instead of `-m daphne` (same arguments), "
+        "e.g. bench/server_diagnostics.py",
+    )
     parser.add_argument("--workdir", default="/tmp/parley-bench")
     parser.add_argument("--json", help="write every run's figures here")
     parser.add_argument(
