@@ -212,15 +212,17 @@ def first_frame(c: Conn, member: int, kind: str, after: int) -> int | None:
     return None
 
 
-def analyse(events, conns_of, contacts, guard_ns, window_ns, online_end) -> dict:
+def analyse(events, conns_of, contacts, guard_ns, window_ns, online_end, n) -> dict:
     """Latency of every (change, eligible contact) pair, missed pairs and final views.
 
     A contact is eligible for a change if its socket was open from `guard` before the change
-    until `window` after it (a socket that had only just opened may not be registered yet, one
-    that closes soon after may not get the frame in time: both are left out, and counted)."""
-    lat, lat_done = [], []
-    missed = []
-    eligible = skipped = late = 0
+    until `window` after it (one that closes soon after may not get the frame in time: left
+    out, and counted as skipped). A contact whose socket was still opening (its page already
+    rendered: the client started the handshake before the change, and it had not been open
+    for `guard` yet) must get the change too; those pairs are counted apart ("opening")."""
+    lat, lat_done, lat_opening = [], [], []
+    missed, missed_opening = [], []
+    eligible = skipped = late = opening = 0
     per_change = []  # (last ms, first ms, at s, kind, member)
     for ev in events:
         if ev.get("t0") is None:
@@ -231,6 +233,22 @@ def analyse(events, conns_of, contacts, guard_ns, window_ns, online_end) -> dict
             conns = conns_of.get(cidx, [])
             c = conn_at(conns, t0 - guard_ns)
             if c is None:
+                c = next(
+                    (
+                        x
+                        for x in conns
+                        if x.t_open is not None and x.t_start <= t0 < x.t_open + guard_ns
+                    ),
+                    None,
+                )
+                if c is None or (c.t_close is not None and c.t_close < t0 + window_ns):
+                    continue
+                opening += 1
+                t = first_frame(c, m, kind, t0)
+                if t is None:
+                    missed_opening.append((m, kind, cidx, ev["at"], round((c.t_open - t0) / 1e6)))
+                else:
+                    lat_opening.append(t - t0)
                 continue
             if c.t_close is not None and c.t_close < t0 + window_ns:
                 skipped += 1
@@ -238,7 +256,8 @@ def analyse(events, conns_of, contacts, guard_ns, window_ns, online_end) -> dict
             eligible += 1
             t = first_frame(c, m, kind, t0)
             if t is None:
-                missed.append((m, kind, cidx, ev["at"]))
+                seen = [[round((x - t0) / 1e6), k] for x, k in c.by_member.get(m, ())]
+                missed.append((m, kind, cidx, ev["at"], round((c.t_open - t0) / 1e6), seen))
                 continue
             lat.append(t - t0)
             ms = (t - t0) / 1e6
@@ -253,34 +272,47 @@ def analyse(events, conns_of, contacts, guard_ns, window_ns, online_end) -> dict
     per_change.sort(reverse=True)
     lat.sort()
     lat_done.sort()
+    lat_opening.sort()
 
-    # Final views: every member online at the end, each of their contacts.
-    last_event: dict[int, int] = {}
+    # Final views: every member online at the end, each of their contacts. The page's own
+    # render is taken to be the truth when the client started the socket's handshake; every
+    # change after that must have come as a fragment.
+    history: dict[int, list[tuple[int, str]]] = {}
     for ev in events:
         if ev.get("t0") is not None:
-            last_event[ev["member"]] = ev["t0"]
-    checked = wrong = unchecked = 0
+            history.setdefault(ev["member"], []).append((ev["t0"], ev["kind"]))
+
+    def state_at(m: int, t: int) -> str:
+        state = "online" if m < n else "offline"
+        for t0, kind in history.get(m, ()):
+            if t0 >= t:
+                break
+            state = kind
+        return state
+
+    checked = wrong = unchecked = from_page = 0
     wrong_examples = []
     for cidx in sorted(online_end):
         c = conns_of[cidx][-1]
         for m in contacts[cidx]:
             truth = "online" if m in online_end else "offline"
             seen = c.by_member.get(m)
-            view = seen[-1][1] if seen else None
-            if view == "in-call":
-                view = "online"
-            changed = last_event.get(m)
-            if view is None and (changed is None or changed < c.t_open - guard_ns):
-                unchecked += 1  # unchanged since the page opened: the page's render, not a push
+            changes = [t0 for t0, _ in history.get(m, ()) if t0 >= c.t_start - guard_ns]
+            if seen:
+                view = "online" if seen[-1][1] == "in-call" else seen[-1][1]
+            elif not changes:
+                from_page += 1  # unchanged since the page was rendered
                 continue
-            if view is None and changed is not None and changed <= c.t_open + guard_ns:
-                unchecked += 1  # changed while this socket was opening
+            elif min(changes) < c.t_start:
+                unchecked += 1  # changed just as the page was rendered: either is right
                 continue
+            else:
+                view = state_at(m, c.t_start)  # the page's render, never updated
             checked += 1
             if view != truth:
                 wrong += 1
                 if len(wrong_examples) < 10:
-                    wrong_examples.append([cidx, m, view, truth])
+                    wrong_examples.append([cidx, m, view, truth, bool(seen)])
 
     # Privacy and repeats: every fragment on every socket.
     privacy = selfs = repeats = fragments = unknown = 0
@@ -307,7 +339,12 @@ def analyse(events, conns_of, contacts, guard_ns, window_ns, online_end) -> dict
         "skipped_pairs": skipped,
         "delivered": len(lat),
         "missed": len(missed),
+        # (member, kind, contact, at s, contact's socket opened ms after t0, [[ms, kind] seen])
         "missed_examples": missed[:10],
+        "opening_pairs": opening,
+        "opening_missed": len(missed_opening),
+        "opening_missed_examples": missed_opening[:10],
+        "opening_p99_ms": pct(lat_opening, 0.99),
         "late": late,
         # the five changes whose last delivery was latest: [last ms, first ms, at s, kind, who];
         # a change whose first delivery was already late waited before its fan-out began
@@ -321,6 +358,7 @@ def analyse(events, conns_of, contacts, guard_ns, window_ns, online_end) -> dict
         "final_wrong": wrong,
         "final_wrong_examples": wrong_examples,
         "final_unchecked": unchecked,
+        "final_from_page": from_page,
         "fragments": fragments,
         "repeats": repeats,
         "self_fragments": selfs,
@@ -369,6 +407,34 @@ def redis_flush(url: str) -> None:
     r = redis.Redis.from_url(url)
     r.flushdb()
     r.close()
+
+
+def own_services(db_name: str, redis_url: str | None) -> list[int]:
+    """PIDs of the PostgreSQL backends serving the benchmark's database and of its Redis."""
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+        pids = [
+            row[0]
+            for row in c.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", [db_name]
+            ).fetchall()
+        ]
+    if redis_url:
+        import redis
+
+        r = redis.Redis.from_url(redis_url)
+        pids.append(int(r.info("server")["process_id"]))
+        r.close()
+    return pids
+
+
+def cpu_of(pids: list[int]) -> dict[int, float]:
+    out = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            out[pid] = proc_cpu(pid)
+    return out
 
 
 def rss_all(pids: list[int]) -> list[int]:
@@ -558,6 +624,8 @@ async def run_once(cfg: dict, run: int, args) -> dict:
 
         sampler = asyncio.create_task(sample_rss())
         cpu_churn0 = [proc_cpu(p) for p in pids]
+        service_pids = own_services(args.db_name, env.get("REDIS_URL"))
+        own_services0 = cpu_of(service_pids)
         services0, busy0, wall0 = services_cpu(), machine_busy(), time.monotonic()
         own0 = time.process_time()
         frag_churn0 = sum(c.fragments for c in all_conns)
@@ -575,21 +643,23 @@ async def run_once(cfg: dict, run: int, args) -> dict:
         }
         drain_end = loop.time() + args.drain
         while loop.time() < drain_end:
-            partial = analyse(events, conns_of, contacts, guard_ns, window_ns, online_end)
-            if partial["missed"] == 0:
+            partial = analyse(events, conns_of, contacts, guard_ns, window_ns, online_end, n)
+            if partial["missed"] == 0 and partial["opening_missed"] == 0:
                 break
             await asyncio.sleep(1.0)
         await asyncio.sleep(0.5)  # repeats that follow the last delivery
         wall = time.monotonic() - wall0
         cpu_churn = [proc_cpu(p) - c for p, c in zip(pids, cpu_churn0, strict=True)]
-        services = services_cpu() - services0
+        services = services_cpu() - services0  # every PostgreSQL and Redis on the machine
+        own_services1 = cpu_of(service_pids)
+        mine = sum(own_services1[p] - c for p, c in own_services0.items() if p in own_services1)
         busy = machine_busy() - busy0
         own = time.process_time() - own0
         frag_churn = sum(c.fragments for c in all_conns) - frag_churn0
         sampler.cancel()
         rss_samples.append((round(loop.time() - anchor, 1), rss_all(pids)))
 
-        stats = analyse(events, conns_of, contacts, guard_ns, window_ns, online_end)
+        stats = analyse(events, conns_of, contacts, guard_ns, window_ns, online_end, n)
         done = [e for e in events if e.get("t0") is not None]
         changes = len(done)
         server_cpu = sum(cpu_churn)
@@ -614,9 +684,13 @@ async def run_once(cfg: dict, run: int, args) -> dict:
                 "server_cpu_pct": [round(100 * c / wall, 1) for c in cpu_churn],
                 "server_cpu_ms_per_change": 1000 * server_cpu / changes if changes else None,
                 "net_server_cpu_ms_per_change": 1000 * net_cpu / changes if changes else None,
-                "db_redis_cpu_ms_per_change": 1000 * services / changes if changes else None,
+                # the benchmark database's PostgreSQL backends and its Redis server
+                "db_redis_cpu_ms_per_change": 1000 * mine / changes if changes else None,
+                "db_redis_cpu_pct": round(100 * mine / wall, 1),
+                "service_pids": len(service_pids),
                 "client_cpu_pct": round(100 * own / wall, 1),
-                "other_cpu_pct": round(100 * (busy - server_cpu - services - own) / wall, 1),
+                "other_cpu_pct": round(100 * (busy - server_cpu - mine - own) / wall, 1),
+                "all_db_redis_cpu_pct": round(100 * services / wall, 1),
                 "churn_fragments": frag_churn,
                 "fragments_per_change": frag_churn / changes if changes else None,
                 "schedule_lag_p99_ms": pct([int(x * 1e6) for x in lags], 0.99),
@@ -640,6 +714,8 @@ async def run_once(cfg: dict, run: int, args) -> dict:
                     "max_ms",
                     "final_checked",
                     "final_wrong",
+                    "opening_pairs",
+                    "opening_missed",
                     "privacy",
                     "repeats",
                     "late",
@@ -652,7 +728,9 @@ async def run_once(cfg: dict, run: int, args) -> dict:
             },
         )
         if stats["missed_examples"]:
-            log(tag, "missed (member, kind, contact, at s):", stats["missed_examples"][:5])
+            log(tag, "missed (member, kind, contact, at s, ...):", stats["missed_examples"][:5])
+        if stats["opening_missed_examples"]:
+            log(tag, "missed while opening:", stats["opening_missed_examples"][:5])
     finally:
         # close what is still open, politely, then the servers by PID
         still = [c for c in all_conns if c.t_open is not None and c.t_close is None]
@@ -684,6 +762,8 @@ FIGURES = [
     ("max", lambda r: r["max_ms"], "{:.0f}"),
     ("missed", lambda r: r["missed"], "{:.0f}"),
     ("wrong", lambda r: r["final_wrong"], "{:.0f}"),
+    ("opening pairs", lambda r: r["opening_pairs"], "{:.0f}"),
+    ("opening missed", lambda r: r["opening_missed"], "{:.0f}"),
     ("privacy", lambda r: r["privacy"], "{:.0f}"),
     ("repeats", lambda r: r["repeats"], "{:.0f}"),
     ("frag/chg", lambda r: r["fragments_per_change"], "{:.1f}"),
