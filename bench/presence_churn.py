@@ -212,7 +212,9 @@ def first_frame(c: Conn, member: int, kind: str, after: int) -> int | None:
     return None
 
 
-def analyse(events, conns_of, contacts, guard_ns, window_ns, online_end, n) -> dict:
+def analyse(
+    events, conns_of, contacts, guard_ns, window_ns, online_end, n, connect_events=()
+) -> dict:
     """Latency of every (change, eligible contact) pair, missed pairs and final views.
 
     A contact is eligible for a change if its socket was open from `guard` before the change
@@ -278,12 +280,12 @@ def analyse(events, conns_of, contacts, guard_ns, window_ns, online_end, n) -> d
     # render is taken to be the truth when the client started the socket's handshake; every
     # change after that must have come as a fragment.
     history: dict[int, list[tuple[int, str]]] = {}
-    for ev in events:
+    for ev in [*connect_events, *events]:
         if ev.get("t0") is not None:
             history.setdefault(ev["member"], []).append((ev["t0"], ev["kind"]))
 
     def state_at(m: int, t: int) -> str:
-        state = "online" if m < n else "offline"
+        state = "offline"  # before the connect phase; its opens are in the history
         for t0, kind in history.get(m, ()):
             if t0 >= t:
                 break
@@ -313,6 +315,25 @@ def analyse(events, conns_of, contacts, guard_ns, window_ns, online_end, n) -> d
                 wrong += 1
                 if len(wrong_examples) < 10:
                     wrong_examples.append([cidx, m, view, truth, bool(seen)])
+
+    # The connect phase (everybody opening at once, like every tab after a restart): the pairs
+    # whose contact was open, or already opening, when the member's socket began to open.
+    connect_pairs = connect_missed = 0
+    connect_missed_examples = []
+    for ev in connect_events:
+        m, t0 = ev["member"], ev["t0"]
+        for cidx in contacts[m]:
+            c = next(
+                (x for x in conns_of.get(cidx, ()) if x.t_open is not None and x.t_start <= t0),
+                None,
+            )
+            if c is None or (c.t_close is not None and c.t_close < t0 + window_ns):
+                continue
+            connect_pairs += 1
+            if first_frame(c, m, "online", t0) is None:
+                connect_missed += 1
+                if len(connect_missed_examples) < 10:
+                    connect_missed_examples.append((m, cidx, round((c.t_open - t0) / 1e6)))
 
     # Privacy and repeats: every fragment on every socket.
     privacy = selfs = repeats = fragments = unknown = 0
@@ -359,6 +380,10 @@ def analyse(events, conns_of, contacts, guard_ns, window_ns, online_end, n) -> d
         "final_wrong_examples": wrong_examples,
         "final_unchecked": unchecked,
         "final_from_page": from_page,
+        "connect_pairs": connect_pairs,
+        "connect_missed": connect_missed,
+        # (member, contact, contact's socket opened ms after the member's began)
+        "connect_missed_examples": connect_missed_examples,
         "fragments": fragments,
         "repeats": repeats,
         "self_fragments": selfs,
@@ -547,6 +572,11 @@ async def run_once(cfg: dict, run: int, args) -> dict:
                 await asyncio.sleep(1.0)
 
         await asyncio.gather(*(first_open(i) for i in range(n)))
+        connected = [
+            {"member": i, "kind": "online", "t0": cs[0].t_start, "phase": "connect"}
+            for i, cs in sorted(conns_of.items())
+            if cs and cs[0].t_open is not None
+        ]
         result["connect_s"] = time.monotonic() - t0
         result["connect_server_cpu_s"] = sum(proc_cpu(p) for p in pids) - cpu0
         result["connect_retries"] = len(retries)
@@ -643,7 +673,9 @@ async def run_once(cfg: dict, run: int, args) -> dict:
         }
         drain_end = loop.time() + args.drain
         while loop.time() < drain_end:
-            partial = analyse(events, conns_of, contacts, guard_ns, window_ns, online_end, n)
+            partial = analyse(
+                events, conns_of, contacts, guard_ns, window_ns, online_end, n, connected
+            )
             if partial["missed"] == 0 and partial["opening_missed"] == 0:
                 break
             await asyncio.sleep(1.0)
@@ -659,7 +691,7 @@ async def run_once(cfg: dict, run: int, args) -> dict:
         sampler.cancel()
         rss_samples.append((round(loop.time() - anchor, 1), rss_all(pids)))
 
-        stats = analyse(events, conns_of, contacts, guard_ns, window_ns, online_end, n)
+        stats = analyse(events, conns_of, contacts, guard_ns, window_ns, online_end, n, connected)
         done = [e for e in events if e.get("t0") is not None]
         changes = len(done)
         server_cpu = sum(cpu_churn)
@@ -716,6 +748,8 @@ async def run_once(cfg: dict, run: int, args) -> dict:
                     "final_wrong",
                     "opening_pairs",
                     "opening_missed",
+                    "connect_pairs",
+                    "connect_missed",
                     "privacy",
                     "repeats",
                     "late",
@@ -764,6 +798,7 @@ FIGURES = [
     ("wrong", lambda r: r["final_wrong"], "{:.0f}"),
     ("opening pairs", lambda r: r["opening_pairs"], "{:.0f}"),
     ("opening missed", lambda r: r["opening_missed"], "{:.0f}"),
+    ("connect missed", lambda r: r["connect_missed"], "{:.0f}"),
     ("privacy", lambda r: r["privacy"], "{:.0f}"),
     ("repeats", lambda r: r["repeats"], "{:.0f}"),
     ("frag/chg", lambda r: r["fragments_per_change"], "{:.1f}"),
