@@ -761,6 +761,25 @@ async def run_once(cfg: dict, run: int, args) -> dict:
                 )
             },
         )
+        # Raw record for a post-mortem: every change, every socket and what it received.
+        raw = {
+            "ids": [m["id"] for m in data["members"]],
+            "events": [{k: v for k, v in e.items()} for e in [*connected, *events]],
+            "conns": [
+                {
+                    "member": c.index,
+                    "port": c.port,
+                    "t_start": c.t_start,
+                    "t_open": c.t_open,
+                    "t_close": c.t_close,
+                    "ended_by_server": c.ended_by_server,
+                    "frames": {str(m): seen for m, seen in c.by_member.items()},
+                }
+                for c in all_conns
+            ],
+        }
+        (workdir / "raw.json").write_text(json.dumps(raw))
+        result["raw"] = str(workdir / "raw.json")
         if stats["missed_examples"]:
             log(tag, "missed (member, kind, contact, at s, ...):", stats["missed_examples"][:5])
         if stats["opening_missed_examples"]:
