@@ -1,4 +1,5 @@
-"""A `--server-script` for chat_fanout.py: daphne as usual, plus a log of what happens inside.
+"""A `--server-script` for chat_fanout.py (and presence_churn.py): daphne as usual, plus a log
+of what happens inside.
 
     .venv/bin/python bench/chat_fanout.py --server-script bench/server_diagnostics.py ...
     .venv/bin/python bench/diagnostics_summary.py /tmp/parley-bench/diag-<pid>.log
@@ -103,16 +104,30 @@ def instrument() -> None:
         await sequence(self, room, event)
         stage("handed", event.get("html"))
 
-    start = hub.RoomHub.__init__
-
-    def start_watching(self):
-        start(self)
-        self.diagnostics = asyncio.ensure_future(watch_process())
-
     consumers.RoomConsumer.receive = timed_receive
     services.message_announce = timed_announce
     hub.RoomHub._sequence = timed_sequence
-    hub.RoomHub.__init__ = start_watching
+    watch_from(hub.RoomHub)
+    try:  # the shared hub, where there is one: presence_churn.py opens no room socket
+        from parley.live import hub as live_hub
+    except ImportError:
+        return
+    watch_from(live_hub.Hub)
+
+
+watching: list[asyncio.Future] = []
+
+
+def watch_from(cls) -> None:
+    """Start watch_process when the first instance of `cls` (a hub) is made on the loop."""
+    start = cls.__init__
+
+    def start_watching(self):
+        start(self)
+        if not watching:
+            watching.append(asyncio.ensure_future(watch_process()))
+
+    cls.__init__ = start_watching
 
 
 # --- daphne --------------------------------------------------------------------------------------
