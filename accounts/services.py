@@ -1,6 +1,5 @@
 import logging
 
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
 from django.http import Http404
@@ -8,6 +7,7 @@ from django.http import Http404
 from accounts import selectors
 from accounts.fragments import contacts_fragment
 from accounts.models import Block, Contact, ContactRequest, User
+from parley.limits import count_within
 from parley.live.announce import group_send_each
 from parley.live.members import member_group, member_push, session_tag
 from parley.live.sessions import RECHECK
@@ -86,13 +86,7 @@ def _lock_pair(a, b) -> None:
 
 def _request_rate_check(member) -> None:
     key = f"parley:contact-requests:{member.pk}"
-    cache.add(key, 0, timeout=CONTACT_REQUEST_WINDOW_SECONDS)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # the window expired between add and incr
-        cache.add(key, 1, timeout=CONTACT_REQUEST_WINDOW_SECONDS)
-        count = 1
-    if count > CONTACT_REQUEST_LIMIT:
+    if count_within(key, CONTACT_REQUEST_WINDOW_SECONDS) > CONTACT_REQUEST_LIMIT:
         raise Refused(
             f"You have sent {CONTACT_REQUEST_LIMIT} contact requests in the last hour. "
             "Wait a while before you send more."

@@ -8,11 +8,11 @@ import hashlib
 from collections.abc import Callable
 
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from parley.limits import count_within
 from parley.live.announce import group_send
 from parley.live.members import member_group
 from rooms import fragments
@@ -195,14 +195,7 @@ def message_was_saved(*, author, key: str, body: str) -> bool:
 
 
 def _flood_check(member) -> None:
-    key = f"parley:flood:{member.pk}"
-    cache.add(key, 0, timeout=FLOOD_WINDOW_SECONDS)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # the window expired between add and incr
-        cache.add(key, 1, timeout=FLOOD_WINDOW_SECONDS)
-        count = 1
-    if count > FLOOD_LIMIT:
+    if count_within(f"parley:flood:{member.pk}", FLOOD_WINDOW_SECONDS) > FLOOD_LIMIT:
         raise Refused("You are sending messages too quickly. Wait a few seconds and try again.")
 
 
