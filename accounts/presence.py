@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.template.loader import render_to_string
+from django.template.loader import get_template, render_to_string
 from django.utils import timezone
 from django.utils.timesince import timesince
 
@@ -135,6 +135,24 @@ def presence_fragment(member) -> str:
     status = status_of([member])[member.pk]
     return render_to_string(
         "accounts/presence.html", {"member_id": member.pk, "status": status, "oob": True}
+    )
+
+
+def contacts_presence_fragment(*, member) -> str:
+    """The presence of each of the member's contacts as it is now, out-of-band fragments in one
+    string: what a page that just opened its member socket may have missed.
+
+    Every signed-in page lists the member's contacts in its sidebar, so each has a target."""
+    contacts = list(
+        get_user_model()
+        .objects.filter(pk__in=Contact.objects.filter(member=member).values("other_id"))
+        .only("pk", "last_seen_at", "in_call")
+    )
+    statuses = status_of(contacts)
+    template = get_template("accounts/presence.html")
+    return "".join(
+        template.render({"member_id": c.pk, "status": statuses[c.pk], "oob": True})
+        for c in contacts
     )
 
 

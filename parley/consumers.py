@@ -12,10 +12,15 @@ How fragments reach it:
 """
 
 import logging
+from collections import deque
 
 from channels.db import database_sync_to_async
 
-from accounts.presence import presence_socket_closed, presence_socket_opened
+from accounts.presence import (
+    contacts_presence_fragment,
+    presence_socket_closed,
+    presence_socket_opened,
+)
 from parley.fragments import notice_fragment
 from parley.live.hub import get_hub as get_live_hub
 from parley.live.members import LOGGED_OUT, member_group
@@ -35,16 +40,33 @@ class MemberConsumer(LiveSocket):
         self.session = SocketSession(self.scope)
         self.group = member_group(self.member_id)
         self.watching: set[int] = set()
+        # What the hub pushes waits here until the socket is accepted and has sent the page
+        # what it may have missed: a push is newer than that, so it goes after it.
+        self.held: deque[str] | None = deque()
         self.joined = True  # from here on, leave() has something to undo
         await self.channel_layer.group_add(self.group, self.channel_name)
         await get_live_hub().add_member_socket(self)
         await self.watch_rooms()
         await presence_socket_opened(member_id=self.member_id)
         await self.accept()
-        # Counts as of now: after a reconnect the page's badges may have missed changes.
-        badges = await database_sync_to_async(selectors.unread_badges)(self.member)
-        if badges:
-            await self.send(text_data=badges)
+        # Presence and unread counts as of now, in one frame: the page may have missed changes
+        # since it was rendered, or while its socket was away (htmx reconnects, no reload).
+        # Read after the socket joined the hub, so a change after this read is pushed after it.
+        caught_up = await database_sync_to_async(self.catching_up)()
+        if caught_up:
+            await self.send(text_data=caught_up)
+        while self.held:
+            await self.send(text_data=self.held.popleft())
+        self.held = None
+
+    def catching_up(self) -> str:
+        return contacts_presence_fragment(member=self.member) + selectors.unread_badges(self.member)
+
+    async def push(self, html: str) -> None:
+        if self.held is not None:
+            self.held.append(html)
+        else:
+            await self.send(text_data=html)
 
     async def leave(self) -> None:
         if not getattr(self, "joined", False):

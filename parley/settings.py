@@ -7,6 +7,7 @@ Every variable is documented in README.md.
 """
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -37,6 +38,14 @@ def env_int(name: str, default: int) -> int:
         return int(value) if value else default
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}.") from None
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}.") from None
 
 
 # --- Core -----------------------------------------------------------------------------------
@@ -144,6 +153,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # share one channel layer, and allauth's rate limits share one cache.
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Starts every name Parley uses on that Redis server: channel-layer groups and channels, the
+# presence store's keys, the cache's keys. Pub/sub ignores database numbers, so deployments (or
+# test runs) sharing one server need prefixes of their own or they hear each other.
+REDIS_PREFIX = os.environ.get("REDIS_PREFIX", "parley").strip()
+if not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", REDIS_PREFIX):
+    raise ImproperlyConfigured(
+        f"REDIS_PREFIX must be 1 to 40 letters, digits, '.', '_' or '-', not {REDIS_PREFIX!r}."
+    )
 if REDIS_URL:
     # The pub/sub layer by default; REDIS_CHANNEL_LAYER=core picks the core layer
     # (docs/performance.md compares them).
@@ -152,7 +169,7 @@ if REDIS_URL:
         CHANNEL_LAYERS = {
             "default": {
                 "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                "CONFIG": {"hosts": [REDIS_URL]},
+                "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_PREFIX},
             }
         }
     elif REDIS_CHANNEL_LAYER == "core":
@@ -166,6 +183,7 @@ if REDIS_URL:
                     # One channel per room per process carries every message of the room; the
                     # default of 100 dropped messages in a burst.
                     "capacity": 10_000,
+                    "prefix": REDIS_PREFIX,
                 },
             }
         }
@@ -175,6 +193,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_PREFIX,
         }
     }
 else:
@@ -185,9 +204,9 @@ else:
 # entries every PRESENCE_REFRESH seconds and they expire PRESENCE_TTL seconds after the last
 # refresh; every PRESENCE_SWEEP seconds a process removes expired entries. A killed process's
 # members therefore show offline within PRESENCE_TTL + PRESENCE_SWEEP seconds (50 by default).
-PRESENCE_TTL = float(os.environ.get("PRESENCE_TTL", "45"))
-PRESENCE_REFRESH = float(os.environ.get("PRESENCE_REFRESH", "15"))
-PRESENCE_SWEEP = float(os.environ.get("PRESENCE_SWEEP", "5"))
+PRESENCE_TTL = env_float("PRESENCE_TTL", 45)
+PRESENCE_REFRESH = env_float("PRESENCE_REFRESH", 15)
+PRESENCE_SWEEP = env_float("PRESENCE_SWEEP", 5)
 
 # --- Accounts (django-allauth) --------------------------------------------------------------
 

@@ -38,9 +38,14 @@ def empty_presence_store():
 
 @pytest.fixture
 def member_socket(site_socket):
+    """An open member socket; the frame it sends as it opens (the contacts' presence as it is
+    then) is `socket.caught_up`, read here so that tests see the pushes after it."""
+
     async def open_(member):
         socket = await site_socket("/ws/member/", member)
         assert (await socket.connect())[0]
+        has_contacts = await database_sync_to_async(Contact.objects.filter(member=member).exists)()
+        socket.caught_up = await socket.receive_from() if has_contacts else ""
         return socket
 
     return open_
@@ -172,3 +177,102 @@ async def test_the_refresher_survives_a_redis_error_and_keeps_the_member_online(
     assert not backend.keeper.done()
     assert client.zscore(zset, entry) > before
     await ada.disconnect()
+
+
+async def frames_until_quiet(socket, quiet: float = 0.5) -> list[str]:
+    frames = []
+    while not await socket.receive_nothing(timeout=quiet):
+        frames.append(await socket.receive_from())
+    return frames
+
+
+async def test_a_socket_opening_is_told_each_contacts_presence_as_it_is_now(
+    trio, member_socket, user_factory
+):
+    dora = await database_sync_to_async(user_factory)(username="dora", display_name="Dora")
+    await database_sync_to_async(Contact.objects.create)(member=trio.ada, other=dora)
+    await database_sync_to_async(Contact.objects.create)(member=dora, other=trio.ada)
+    # Bob comes online after Ada's page was rendered and before its socket opened: the push
+    # about him reached no socket of hers.
+    bob = await member_socket(trio.bob)
+    carol = await member_socket(trio.carol)
+
+    ada = await member_socket(trio.ada)
+    first = ada.caught_up
+
+    assert f"presence-of-{trio.bob.pk}" in first
+    assert f"presence-of-{dora.pk}" in first
+    assert f"presence-of-{trio.carol.pk}" not in first
+    assert await presence_of_in(first, trio.bob) == "Online"
+    assert await presence_of_in(first, dora) == "Offline"
+    for socket in (ada, bob, carol):
+        await socket.disconnect()
+
+
+async def presence_of_in(frame: str, member) -> str:
+    found = re.search(
+        rf'presence-of-{member.pk}" hx-swap-oob="outerHTML:\.presence-of-{member.pk}">'
+        r'<span class="presence__dot" aria-hidden="true"></span>'
+        r'<span class="presence__text">(.*?)</span>',
+        frame,
+    )
+    return found.group(1)
+
+
+async def test_a_change_pushed_while_a_socket_is_connecting_arrives_after_it_is_accepted(
+    trio, member_socket, monkeypatch
+):
+    from parley import consumers
+
+    real_opened = consumers.presence_socket_opened
+    pushed = []
+
+    async def opened_then_bob_goes_in_a_call(*, member_id):
+        await real_opened(member_id=member_id)
+        if member_id == trio.ada.pk and not pushed:
+            pushed.append(1)
+            # Ada's socket is in the hub, not yet accepted: the push reaches it now.
+            await database_sync_to_async(presence_set_in_call)(member_id=trio.bob.pk, in_call=True)
+            await asyncio.sleep(0.3)
+
+    monkeypatch.setattr(consumers, "presence_socket_opened", opened_then_bob_goes_in_a_call)
+    bob = await member_socket(trio.bob)
+    ada = await member_socket(trio.ada)  # fails if a frame came before the accept
+
+    frames = await frames_until_quiet(ada)
+    about_bob = [f for f in frames if f"presence-of-{trio.bob.pk}" in f]
+    assert about_bob
+    assert "In a call" in about_bob[-1]
+    for socket in (ada, bob):
+        await socket.disconnect()
+
+
+async def test_many_members_whose_sockets_close_at_once_all_go_offline_for_their_contact(
+    member_socket, user_factory
+):
+    watcher = await database_sync_to_async(user_factory)(username="watcher")
+    members = []
+    for n in range(150):
+        member = await database_sync_to_async(user_factory)(username=f"crowd{n}")
+        await database_sync_to_async(Contact.objects.create)(member=member, other=watcher)
+        await database_sync_to_async(Contact.objects.create)(member=watcher, other=member)
+        members.append(member)
+    sockets = [await member_socket(member) for member in members]
+    watching = await member_socket(watcher)
+    await frames_until_quiet(watching)
+
+    await asyncio.gather(*(socket.disconnect() for socket in sockets))
+
+    told = {}
+    async with asyncio.timeout(20):
+        while len(told) < len(members):
+            frame = await watching.receive_from(timeout=20)
+            for pk, text in re.findall(
+                r'presence-of-(\d+)"[^>]*><span class="presence__dot" aria-hidden="true">'
+                r'</span><span class="presence__text">(.*?)</span>',
+                frame,
+            ):
+                told[int(pk)] = text
+    assert set(told.values()) == {"Last seen just now"}
+    assert online_ids({m.pk for m in members}) == set()
+    await watching.disconnect()

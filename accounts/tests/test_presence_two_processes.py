@@ -74,6 +74,8 @@ async def test_a_member_of_a_killed_process_goes_offline_for_contacts_on_the_oth
     ada_socket = await member_socket(
         first, await database_sync_to_async(session_cookie_factory)(ada)
     )
+    # A member socket opens with each contact's presence as it is then.
+    assert await presence_of(ada_socket, bob, wait=5) == "Offline"
     bob_socket = await member_socket(
         second, await database_sync_to_async(session_cookie_factory)(bob)
     )

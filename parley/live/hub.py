@@ -45,7 +45,8 @@ class Subscriber(Protocol):
 class MemberSocket(Protocol):
     member_id: int
 
-    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None): ...
+    async def push(self, html: str) -> None:
+        """A fragment for this member's page (the socket holds it until the page may have it)."""
 
 
 class _Subscription:
@@ -225,7 +226,7 @@ class _MembersRelay:
         for member_id in event["member_ids"]:
             for socket in list(self.hub.member_sockets.get(member_id, ())):
                 try:
-                    await socket.send(text_data=html)
+                    await socket.push(html)
                 except Exception:
                     logger.exception("Writing to a member socket failed")
 

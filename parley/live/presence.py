@@ -16,6 +16,14 @@ process removed each, so the members who lost their last entry are reported (`on
 exactly one process. A killed process's members are therefore gone within TTL + SWEEP seconds
 of the kill (45 + 5 = 50 s by default; settings PRESENCE_TTL, PRESENCE_REFRESH, PRESENCE_SWEEP).
 
+A process writes its entries in the order its sockets changed: every arrive, depart and refresh
+is queued and sent by one writer, in batches, each batch one pipeline on one connection. So a
+refresh can never write back an entry that a depart queued after it removed (the refresh's
+ZADD reaches Redis first), and a thousand sockets closing at once are a few pipelines, not a
+thousand connections (redis-py's pool stops at 100 and then refuses).
+
+Keys start with settings.REDIS_PREFIX, so deployments sharing one Redis server stay apart.
+
 Nothing here imports a feature app.
 """
 
@@ -28,6 +36,7 @@ import uuid
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 import redis
 import redis.asyncio
@@ -130,41 +139,97 @@ class _Counts:
             return bool(self.counts)
 
 
+@dataclass
+class _Write:
+    """Commands for one pipeline, added by `add(pipe)`, and whoever waits for their answers."""
+
+    add: Callable[[object], Awaitable[None]]
+    count: int
+    done: asyncio.Future
+
+
 class _RedisBackend:
     """One per event loop: redis-py's asyncio connections belong to the loop that made them."""
 
     def __init__(self, presence: "Presence"):
         self.presence = presence
         self.counts = _Counts()
-        self.redis = redis.asyncio.from_url(settings.REDIS_URL)
+        # Blocking: a burst of reads waits for a connection rather than failing.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=50, timeout=20
+        )
+        self.redis = redis.asyncio.Redis(connection_pool=pool)
         self.arrive_script = self.redis.register_script(_ARRIVE)
         self.depart_script = self.redis.register_script(_DEPART)
         self.sweep_script = self.redis.register_script(_SWEEP)
         self.keeper: asyncio.Task | None = None
+        self.writes: list[_Write] = []
+        self.writer: asyncio.Task | None = None
 
     def _entry(self, member_id: int) -> str:
         return f"{member_id}:{PROCESS_ID}"
+
+    def _write(self, add: Callable[[object], Awaitable[None]], count: int) -> asyncio.Future:
+        """Queue commands for Redis; the future gets their answers. Call it in the same step
+        as the change to the counts it writes: the queue's order is then the counts' order."""
+        write = _Write(add, count, asyncio.get_running_loop().create_future())
+        self.writes.append(write)
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.create_task(self._send_writes())
+        return write.done
+
+    async def _send_writes(self) -> None:
+        while self.writes:
+            batch, self.writes = self.writes, []
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for write in batch:
+                        await write.add(pipe)
+                    answers = await pipe.execute(raise_on_error=False)
+            except Exception as error:
+                for write in batch:
+                    if not write.done.done():
+                        write.done.set_exception(error)
+                continue
+            start = 0
+            for write in batch:
+                mine = answers[start : start + write.count]
+                start += write.count
+                if write.done.done():
+                    continue  # its caller was cancelled; the write happened all the same
+                failed = next((a for a in mine if isinstance(a, Exception)), None)
+                if failed is not None:
+                    write.done.set_exception(failed)
+                else:
+                    write.done.set_result(mine)
 
     async def arrive(self, key: str, member_id: int) -> bool:
         if not self.counts.add(key, member_id):
             return False
         p = self.presence
         now = time.time()
-        first = await self.arrive_script(
-            keys=[p.zset(key), p.index],
-            args=[self._entry(member_id), f"{member_id}:", now + p.ttl, now, key],
-        )
+        keys = [p.zset(key), p.index]
+        args = [self._entry(member_id), f"{member_id}:", now + p.ttl, now, key]
+
+        async def add(pipe):
+            await self.arrive_script(keys=keys, args=args, client=pipe)
+
+        written = self._write(add, 1)
         if self.keeper is None or self.keeper.done():
             self.keeper = asyncio.create_task(self._keep())
+        (first,) = await written
         return bool(first)
 
     async def depart(self, key: str, member_id: int) -> bool:
         if not self.counts.remove(key, member_id):
             return False
-        last = await self.depart_script(
-            keys=[self.presence.zset(key)],
-            args=[self._entry(member_id), f"{member_id}:", time.time()],
-        )
+        keys = [self.presence.zset(key)]
+        args = [self._entry(member_id), f"{member_id}:", time.time()]
+
+        async def add(pipe):
+            await self.depart_script(keys=keys, args=args, client=pipe)
+
+        (last,) = await self._write(add, 1)
         return bool(last)
 
     async def members(self, key: str) -> set[int]:
@@ -198,13 +263,18 @@ class _RedisBackend:
         if not entries:
             return
         expires = time.time() + p.ttl
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key, member_id in entries:
-                pipe.zadd(p.zset(key), {self._entry(member_id): expires})
-                pipe.sadd(p.index, key)
-            answers = await pipe.execute()
-        # An entry that was swept meanwhile (this process stalled for longer than the TTL) is
-        # back: whoever was told it had gone is told it came back.
+        zsets, index = [p.zset(key) for key, _ in entries], p.index
+
+        async def add(pipe):
+            for zset, (key, member_id) in zip(zsets, entries, strict=True):
+                pipe.zadd(zset, {self._entry(member_id): expires})
+                pipe.sadd(index, key)
+
+        # Queued in the same step as reading the counts: a depart after this read is written
+        # after these ZADDs, so none of them can bring back an entry a depart removed.
+        answers = await self._write(add, 2 * len(entries))
+        # So an entry that was missing had been swept (this process stalled for longer than
+        # the TTL): it is back, and whoever was told it had gone is told it came back.
         back: dict[str, set[int]] = {}
         for (key, member_id), added in zip(entries, answers[::2], strict=True):
             if added:
@@ -256,12 +326,16 @@ class Presence:
         self.name = name
         self.on_gone = on_gone
         self.on_back = on_back
-        self.index = f"parley:presence:{name}"
         self._backends: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _RedisBackend] = (
             weakref.WeakKeyDictionary()
         )
         self._local = _LocalBackend()
         self._sync_client = None
+
+    @property
+    def index(self) -> str:
+        """The set of keys with entries; every key of this store starts with it."""
+        return f"{settings.REDIS_PREFIX}:presence:{self.name}"
 
     @property
     def ttl(self) -> float:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS_FILE = ROOT / "parley" / "settings.py"
@@ -24,6 +25,9 @@ VARIABLES = (
     "EMAIL_HOST",
     "ACCOUNT_EMAIL_VERIFICATION",
     "SECURE_SSL_REDIRECT",
+    "REDIS_CHANNEL_LAYER",
+    "REDIS_PREFIX",
+    "PRESENCE_TTL",
 )
 PRODUCTION = {
     "DEBUG": "0",
@@ -94,7 +98,32 @@ def test_redis_url_selects_the_redis_channel_layer_and_cache():
     assert settings.CACHES["default"] == {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": PRODUCTION["REDIS_URL"],
+        "KEY_PREFIX": "parley",
     }
+
+
+@pytest.mark.parametrize("layer", ["pubsub", "core"])
+def test_redis_prefix_starts_the_channel_layers_names_and_the_cache_keys(layer):
+    settings = load_settings(
+        DEBUG="1",
+        REDIS_URL=PRODUCTION["REDIS_URL"],
+        REDIS_CHANNEL_LAYER=layer,
+        REDIS_PREFIX="chat-2",
+    )
+    assert settings.REDIS_PREFIX == "chat-2"
+    assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] == "chat-2"
+    assert settings.CACHES["default"]["KEY_PREFIX"] == "chat-2"
+
+
+def test_a_redis_prefix_that_could_not_name_a_group_is_refused():
+    with pytest.raises(ImproperlyConfigured, match="REDIS_PREFIX"):
+        load_settings(DEBUG="1", REDIS_PREFIX="two words")
+
+
+def test_a_malformed_presence_timing_is_refused_with_the_variable_named():
+    with pytest.raises(ImproperlyConfigured, match="PRESENCE_TTL must be a number"):
+        load_settings(DEBUG="1", PRESENCE_TTL="45s")
+    assert load_settings(DEBUG="1", PRESENCE_TTL="2.5").PRESENCE_TTL == 2.5
 
 
 def test_production_turns_on_secure_cookies_hsts_proxy_header_and_email_verification():
