@@ -45,7 +45,7 @@ class FreedOnClose:
         is_closed = getattr(protocol, "is_closed", None)
         if hasattr(is_closed, "addBoth"):
             # The channel is the transport's producer until the transport is lost.
-            http_channel = getattr(protocol.transport, "producer", None)
+            http_channel = getattr(getattr(protocol, "transport", None), "producer", None)
             is_closed.addBoth(self.release, http_channel)
         return await self.inner(scope, receive, send)
 
