@@ -25,7 +25,13 @@ def test_database_url() -> str:
 class LiveServer:
     """daphne serving parley.asgi on 127.0.0.1, on `port` or one the system picks."""
 
-    def __init__(self, env: dict[str, str], port: int = 0, daphne_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        env: dict[str, str],
+        port: int = 0,
+        daphne_args: tuple[str, ...] = (),
+        module: str = "daphne",
+    ):
         self.output: deque[str] = deque(maxlen=400)
         # The test process's own switches stay out of the server.
         env = {k: v for k, v in env.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
@@ -33,7 +39,7 @@ class LiveServer:
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                module,  # daphne, or a module that runs it
                 "-b",
                 "127.0.0.1",
                 "-p",
@@ -52,10 +58,12 @@ class LiveServer:
         threading.Thread(target=self._drain, daemon=True).start()
 
     @classmethod
-    def for_tests(cls, port: int = 0, daphne_args: tuple[str, ...] = (), **env: str):
+    def for_tests(
+        cls, port: int = 0, daphne_args: tuple[str, ...] = (), module: str = "daphne", **env: str
+    ):
         """A server on this test run's database, with DEBUG on and `env` on top."""
         base = {**os.environ, "DEBUG": "1", "DATABASE_URL": test_database_url()}
-        return cls({**base, **env}, port=port, daphne_args=daphne_args)
+        return cls({**base, **env}, port=port, daphne_args=daphne_args, module=module)
 
     def _wait_for_address(self) -> str:
         for line in self.process.stdout:
