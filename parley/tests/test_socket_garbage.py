@@ -39,12 +39,18 @@ async def settled() -> None:
         await asyncio.sleep(0.01)
 
 
+def instances(cls) -> list:
+    # type(), not isinstance(): isinstance asks an object its __class__, which makes a lazy
+    # object left by an earlier test (a context processor's SimpleLazyObject) evaluate itself.
+    return [o for o in gc.get_objects() if type(o) is cls]
+
+
 def ids_of(cls) -> set[int]:
-    return {id(o) for o in gc.get_objects() if isinstance(o, cls)}
+    return {id(o) for o in instances(cls)}
 
 
 def the_new(cls, before: set[int]) -> weakref.ref:
-    found = [o for o in gc.get_objects() if isinstance(o, cls) and id(o) not in before]
+    found = [o for o in instances(cls) if id(o) not in before]
     assert len(found) == 1
     return weakref.ref(found[0])
 
