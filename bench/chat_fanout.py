@@ -16,7 +16,7 @@ All traffic goes to 127.0.0.1. See bench/README.md.
 
 # A load-test driver, not server code: it starts its own processes with fixed argument lists,
 # blocks briefly between phases, and keeps its files under --workdir.
-# ruff: noqa: ASYNC109, ASYNC220, ASYNC221, ASYNC230, S108, S603
+# ruff: noqa: ASYNC109, ASYNC220, ASYNC221, S108, S603
 
 import argparse
 import array
@@ -112,6 +112,37 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def start_servers(args, env, processes: int, workdir: Path, servers: list) -> list[int]:
+    """Start `processes` daphne processes on free ports from --port up, each logging to the
+    workdir, and wait until each listens. Each is appended to `servers` as soon as it starts,
+    so a caller's cleanup stops it even if a later one fails. Returns the ports."""
+    ports, port = [], args.port
+    while len(ports) < processes:
+        if port_free(port):
+            ports.append(port)
+        port += 1
+    for p in ports:
+        logfile = open(workdir / f"daphne-{p}.log", "wb")  # noqa: SIM115 - closed by exit
+        servers.append(
+            subprocess.Popen(
+                [
+                    PYTHON,
+                    *([args.server_script] if args.server_script else ["-m", "daphne"]),
+                    "-e",
+                    f"tcp:port={p}:interface=127.0.0.1:backlog=2048",
+                    "parley.asgi:application",
+                ],
+                cwd=args.repo,
+                env=env,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    for proc, p in zip(servers, ports, strict=True):
+        wait_port(p, proc)
+    return ports
 
 
 def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
@@ -399,31 +430,7 @@ async def run_once(cfg: dict, run: int, args) -> dict:
         log(tag, setup.stderr.strip().splitlines()[-1], f"({time.monotonic() - t0:.1f}s)")
 
         # 2. servers
-        ports = []
-        port = args.port
-        while len(ports) < processes:
-            if port_free(port):
-                ports.append(port)
-            port += 1
-        for p in ports:
-            logfile = open(workdir / f"daphne-{p}.log", "wb")  # noqa: SIM115 - closed by exit
-            servers.append(
-                subprocess.Popen(
-                    [
-                        PYTHON,
-                        *([args.server_script] if args.server_script else ["-m", "daphne"]),
-                        "-e",
-                        f"tcp:port={p}:interface=127.0.0.1:backlog=2048",
-                        "parley.asgi:application",
-                    ],
-                    cwd=args.repo,
-                    env=env,
-                    stdout=logfile,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        for proc, p in zip(servers, ports, strict=True):
-            wait_port(p, proc)
+        ports = start_servers(args, env, processes, workdir, servers)
         pids = [s.pid for s in servers]
         log(tag, "daphne", dict(zip(ports, pids, strict=True)))
 

@@ -44,13 +44,12 @@ from chat_fanout import (
     machine_busy,
     pct,
     pg_admin,
-    port_free,
     proc_cpu,
     proc_rss_kib,
     services_cpu,
+    start_servers,
     stop,
     wait_idle,
-    wait_port,
 )
 from chat_fanout import log as _log
 from websockets.asyncio.client import connect
@@ -396,35 +395,6 @@ def analyse(
 # --- one run ------------------------------------------------------------------------------------
 
 
-def start_servers(args, env, processes: int, workdir: Path) -> tuple[list, list[int]]:
-    ports, port = [], args.port
-    while len(ports) < processes:
-        if port_free(port):
-            ports.append(port)
-        port += 1
-    servers = []
-    for p in ports:
-        logfile = open(workdir / f"daphne-{p}.log", "wb")  # noqa: SIM115 - closed by exit
-        servers.append(
-            subprocess.Popen(
-                [
-                    PYTHON,
-                    *([args.server_script] if args.server_script else ["-m", "daphne"]),
-                    "-e",
-                    f"tcp:port={p}:interface=127.0.0.1:backlog=2048",
-                    "parley.asgi:application",
-                ],
-                cwd=args.repo,
-                env=env,
-                stdout=logfile,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    for proc, p in zip(servers, ports, strict=True):
-        wait_port(p, proc)
-    return servers, ports
-
-
 def redis_flush(url: str) -> None:
     """Empty the benchmark's own Redis database (--redis-url: a private server, see README)."""
     import redis
@@ -528,7 +498,7 @@ async def run_once(cfg: dict, run: int, args) -> dict:
         log(tag, setup.stderr.strip().splitlines()[-1], f"({time.monotonic() - t0:.1f}s)")
 
         # 2. servers; member i is served by process i % P
-        servers, ports = start_servers(args, env, processes, workdir)
+        ports = start_servers(args, env, processes, workdir, servers)
         pids = [s.pid for s in servers]
         log(tag, "daphne", dict(zip(ports, pids, strict=True)))
         conns_of: dict[int, list[Conn]] = {}
