@@ -56,7 +56,14 @@ class Coturn:
     `stop()` ends it by the PID of its own Popen; `start()` again brings a fresh process (with no
     allocations: calls through the old one must restart ICE) up on the same port."""
 
-    def __init__(self, workdir: Path, secret: str | None = None, port: int | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        secret: str | None = None,
+        port: int | None = None,
+        config: Path | None = None,
+    ):
+        self.config = config
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.secret = secret or secrets.token_urlsafe(24)
@@ -73,7 +80,9 @@ class Coturn:
     def command(self) -> list[str]:
         return [
             turnserver_path() or "turnserver",
-            "-n",
+            # A configuration file to test, with everything below on top; or none at all (without
+            # -n coturn would read /etc/turnserver.conf).
+            *(["-c", str(self.config)] if self.config else ["-n"]),
             "--listening-ip=127.0.0.1",
             f"--listening-port={self.port}",
             "--relay-ip=127.0.0.1",

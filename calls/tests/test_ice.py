@@ -2,6 +2,7 @@
 
 import logging
 import os
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,7 @@ from calls.checks import ice_settings
 from e2e.turn import Coturn, turn_allocate, turnserver_path
 
 NOW = 1_700_000_000
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -228,12 +230,16 @@ def test_turn_urls_without_a_secret_are_a_check_warning(settings):
 # --- Against a real coturn -----------------------------------------------------------------
 
 
-@pytest.fixture
-def coturn(tmp_path):
+def require_turnserver() -> None:
     if not turnserver_path():
         if os.environ.get("CI"):
             pytest.fail("turnserver is missing (Debian's coturn package; .ci/run installs it)")
         pytest.skip("turnserver not installed (Debian: apt-get install coturn)")
+
+
+@pytest.fixture
+def coturn(tmp_path):
+    require_turnserver()
     server = Coturn(tmp_path).start()
     yield server
     server.stop()
@@ -263,3 +269,25 @@ def test_coturn_refuses_an_expired_credential(settings, coturn, monkeypatch):
     server = ice.ice_config(member_id=7, call_id=42)["iceServers"][0]
 
     assert turn_allocate(coturn.port, server["username"], server["credential"]) == ("error", 401)
+
+
+def test_the_sites_coturn_configuration_takes_parleys_credentials(settings, tmp_path):
+    """site/turnserver.conf as shipped, with a secret in it and loopback instead of the world."""
+    require_turnserver()
+    shipped = (ROOT / "site" / "turnserver.conf").read_text()
+    assert "use-auth-secret" in shipped.splitlines()
+    config = tmp_path / "turnserver.conf"
+    config.write_text(
+        shipped.replace("static-auth-secret=CHANGE-ME", "static-auth-secret=north-wind").replace(
+            "\nsyslog\n", "\n"
+        )
+    )
+    coturn = Coturn(tmp_path, secret="north-wind", config=config).start()
+    try:
+        settings.TURN_URLS, settings.TURN_SECRET = coturn.urls, "north-wind"
+        server = ice.ice_config(member_id=7, call_id=42)["iceServers"][0]
+
+        outcome, _ = turn_allocate(coturn.port, server["username"], server["credential"])
+    finally:
+        coturn.stop()
+    assert outcome == "ok"
