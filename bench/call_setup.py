@@ -18,7 +18,7 @@ welcome and ready frames, the offer and answer, ICE, the first frame.
     .venv/bin/python bench/call_setup.py --calls 5 --runs 1 --json /tmp/parley-bench/calls.json
 
 Everything it starts (daphne, Chromium) is stopped by its own handle; all traffic is on
-127.0.0.1. See bench/README.md and docs/performance.md ("Call setup").
+127.0.0.1. Figures and how to read them: docs/performance.md ("Call setup").
 """
 
 # A benchmark driver, not server code: it starts its own processes with fixed argument lists and
