@@ -2,18 +2,20 @@
 each other: relay-only ICE (CALL_FORCE_RELAY), credentials minted by Parley, a wrong secret
 explained on the page, and a TURN server restarted mid-call survived by an ICE restart.
 
-Each test starts its own coturn (e2e/turn.py) and its own daphne whose settings point at it; the
-session's server (conftest) serves nothing here, but its sign-in cookies are for 127.0.0.1 and
-so hold for this server too. Everything listens on 127.0.0.1 inside the tests' private network.
+Each test starts its own coturn (e2e/turn.py) and its own daphne whose settings point at it.
+Everything listens on 127.0.0.1 inside the tests' private network.
 """
 
 import re
 import time
 
 import pytest
+from django.conf import settings
+from django.test import Client
 from playwright.sync_api import expect
 
-from accounts import services as contact_services
+from e2e.calls import make_contacts, open_both, start_call, wait_connected, wait_media_flowing
+from e2e.helpers import DESKTOP
 from e2e.turn import Coturn, turnserver_path
 from parley.tests.live_server import LiveServer
 
@@ -41,11 +43,6 @@ SELECTED = """async () => {
   });
   return out;
 }"""
-
-
-def befriend(a, b) -> None:
-    contact_services.contact_request_send(sender=a, username=b.username)
-    contact_services.contact_request_send(sender=b, username=a.username)
 
 
 def stats(page) -> dict:
@@ -82,69 +79,66 @@ def relay_server(coturn):
 
 
 @pytest.fixture
-def call_pages(member_context, user_factory, console_errors):
+def relay_context(browser):
+    """A browser context signed in as `member` on `server` (member_context's, on another
+    server: pytest-playwright gives every context the session server's base_url)."""
+    contexts = []
+
+    def make(member, server: LiveServer):
+        client = Client()
+        client.force_login(member)
+        context = browser.new_context(base_url=server.url, **DESKTOP)
+        contexts.append(context)
+        session = client.cookies[settings.SESSION_COOKIE_NAME].value
+        context.add_cookies(
+            [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": server.url}]
+        )
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def call_pages(relay_context, user_factory, console_errors):
     """Ada calls Bob on `server` and Bob accepts: both their call pages, as the call starts."""
 
     def start(server: LiveServer):
         ada = user_factory(username="ada", display_name="Ada")
         bob = user_factory(username="bob", display_name="Bob")
-        befriend(ada, bob)
-        ada_page = console_errors(member_context(ada).new_page())
-        bob_page = console_errors(member_context(bob).new_page())
-
-        ada_page.goto(f"{server.url}/people/bob/")
-        ada_page.get_by_role("button", name="Video call").first.click()
-        ada_page.wait_for_url("**/calls/*/")
-        bob_page.goto(f"{server.url}/")
-        slot = bob_page.locator("#call-slot")
-        expect(slot).to_have_attribute("data-call-state", "incoming")
-        slot.get_by_role("button", name="Accept", exact=True).click()
-        bob_page.wait_for_url("**/calls/*/")
-        return ada_page, bob_page
+        conversation = make_contacts(ada, bob)
+        ada_page = console_errors(relay_context(ada, server).new_page())
+        bob_page = console_errors(relay_context(bob, server).new_page())
+        open_both(ada_page, bob_page, ada, bob, conversation)
+        call_id = start_call(ada_page, bob_page)
+        return ada_page, bob_page, call_id
 
     return start
 
 
-def wait_connected(*pages, timeout: float = 15_000) -> None:
+def assert_relayed_and_flowing(*pages) -> list[dict]:
+    """Each page's selected pair is relay on both ends, and video and audio keep coming."""
     for page in pages:
-        page.wait_for_function(
-            "window.parleyCall && window.parleyCall.pc"
-            " && window.parleyCall.pc.connectionState === 'connected'",
-            timeout=timeout,
-        )
-
-
-def assert_relayed_and_flowing(*pages, within: float = 8.0) -> list[dict]:
-    """Each page's selected pair is relay on both ends, and video frames keep being decoded."""
-    before = [stats(page) for page in pages]
-    deadline = time.monotonic() + within
-    while True:
-        time.sleep(0.5)
-        after = [stats(page) for page in pages]
-        rising = all(
-            a.get("video", 0) > b.get("video", 0) for a, b in zip(after, before, strict=True)
-        )
-        if rising or time.monotonic() > deadline:
-            break
-    for seen in after:
-        assert (seen["local"], seen["remote"]) == ("relay", "relay"), seen
-        assert seen["state"] == "connected", seen
-        assert seen["audio"] > 0, seen
-    assert rising, f"video frames did not rise: {before} -> {after}"
-    return after
+        wait_media_flowing(page)
+    seen = [stats(page) for page in pages]
+    for reading in seen:
+        assert (reading["local"], reading["remote"]) == ("relay", "relay"), reading
+        assert reading["state"] == "connected", reading
+    return seen
 
 
 def test_a_relay_only_call_connects_through_coturn_and_media_flows(
     relay_server, call_pages, coturn, console_errors
 ):
     server = relay_server()
-    ada_page, bob_page = call_pages(server)
+    ada_page, bob_page, call_id = call_pages(server)
 
-    wait_connected(ada_page, bob_page)
+    for page in (ada_page, bob_page):
+        wait_connected(page)
 
     assert_relayed_and_flowing(ada_page, bob_page)
     # coturn granted the allocations to credentials Parley minted for this call.
-    call_id = re.search(r"/calls/(\d+)/", ada_page.url)[1]
     assert re.search(
         rf"user <\d+:\d+-{call_id}>: incoming packet ALLOCATE processed, success", coturn.tail(400)
     )
@@ -155,7 +149,7 @@ def test_with_a_wrong_turn_secret_the_call_fails_and_the_page_says_why(
     relay_server, call_pages, coturn
 ):
     server = relay_server(secret="not-" + coturn.secret)
-    ada_page, bob_page = call_pages(server)
+    ada_page, bob_page, _ = call_pages(server)
 
     # coturn answers every allocation with 401; no relay candidate, no connection, and the
     # browser never reports "failed" by itself: the page has to notice.
@@ -169,8 +163,9 @@ def test_a_call_survives_the_turn_server_restarting_by_an_ice_restart_within_15_
     relay_server, call_pages, coturn
 ):
     server = relay_server()
-    ada_page, bob_page = call_pages(server)
-    wait_connected(ada_page, bob_page)
+    ada_page, bob_page, _ = call_pages(server)
+    for page in (ada_page, bob_page):
+        wait_connected(page)
     before = assert_relayed_and_flowing(ada_page, bob_page)
 
     # A crash and a restart: the new coturn knows none of the old allocations, so nothing
