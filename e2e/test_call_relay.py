@@ -154,7 +154,9 @@ def test_with_a_wrong_turn_secret_the_call_fails_and_the_page_says_why(
     # coturn answers every allocation with 401; no relay candidate, no connection, and the
     # browser never reports "failed" by itself: the page has to notice.
     for page in (ada_page, bob_page):
-        expect(page.locator("#call-problem")).to_contain_text("TURN", timeout=15_000)
+        problem = page.locator("#call-problem")
+        expect(problem).to_contain_text("TURN", timeout=15_000)
+        expect(problem).to_contain_text("refused")
         assert stats(page).get("state") != "connected"
     assert "401" in coturn.tail(400) or "Unauthorized" in coturn.tail(400)
 
