@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-from chat_fanout import log, start_servers, stop
+from chat_fanout import log, machine_busy, start_servers, stop
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -109,7 +109,8 @@ MARKS = r"""
   document.addEventListener("click", (event) => {
     const button = event.target.closest("button");
     const at = performance.timeOrigin + event.timeStamp;
-    if (button) mark("click:" + button.textContent.trim(), at);
+    const label = button && (button.getAttribute("aria-label") || button.textContent.trim());
+    if (label) mark("click:" + label, at);
   }, true);
 
   const media = navigator.mediaDevices;
@@ -185,6 +186,24 @@ CALLER_STEPS = [
     ("offer out -> answer in", "out:description:offer", "in:description:answer"),
     ("answer in -> ICE connected", "in:description:answer", "pc:connected"),
     ("connected -> first frame", "pc:connected", "first_frame"),
+]
+
+# Signaling hops through the server: one page's frame out -> the other page's frame in.
+HOPS = [
+    (
+        "offer: caller out -> callee in",
+        "ada",
+        "out:description:offer",
+        "bob",
+        "in:description:offer",
+    ),
+    (
+        "answer: callee out -> caller in",
+        "bob",
+        "out:description:answer",
+        "ada",
+        "in:description:answer",
+    ),
 ]
 
 
@@ -295,7 +314,7 @@ def one_call(marks: Marks, ada_page, bob_page, url: str, settle: float) -> dict:
     bob_page.wait_for_timeout(settle * 1000)  # both pages idle, as a person's would be
     marks.reset()
 
-    ada_page.get_by_role("button", name="Video call").first.click()
+    ada_page.get_by_role("button", name="Video call", exact=True).click()
     ring = marks.wait("bob", "ringing", bob_page)
     # The caller's call page loads and takes its seat while it rings; the callee answers once it
     # has (a person takes longer than that to reach for the button).
@@ -318,9 +337,16 @@ def one_call(marks: Marks, ada_page, bob_page, url: str, settle: float) -> dict:
             a = accept if start == "click:Accept" else marks.get(who, start)
             b = marks.first_frame(who) if end == "first_frame" else marks.get(who, end)
             result[side][label] = None if a is None or b is None else b - a
+    result["hops"] = {}
+    for label, who_a, start, who_b, end in HOPS:
+        a, b = marks.get(who_a, start), marks.get(who_b, end)
+        result["hops"][label] = None if a is None or b is None else b - a
     result["marks"] = marks.by_page
     ada_page.locator("#call-hangup").click()
     ada_page.wait_for_url(lambda u: "/calls/" not in u, timeout=10_000)
+    bob_page.wait_for_url(
+        lambda u: "/calls/" not in u, timeout=10_000
+    )  # the call page's own return
     return result
 
 
@@ -385,7 +411,7 @@ def summarize(calls: list[dict]) -> dict:
         "callee_video_ms": figures([c["callee_video_ms"] for c in calls]),
         "caller_video_ms": figures([c["caller_video_ms"] for c in calls]),
     }
-    for side in ("callee", "caller"):
+    for side in ("callee", "caller", "hops"):
         out[side] = (
             {label: figures([c[side][label] for c in calls]) for label in calls[0][side]}
             if calls
@@ -401,6 +427,8 @@ def median_of_runs(runs: list[dict]) -> dict:
         first = items[0]
         if isinstance(first, dict):
             return {k: walk([i[k] for i in items]) for k in first}
+        if isinstance(first, list):
+            return items
         values = [i for i in items if i is not None]
         return statistics.median(values) if values else None
 
@@ -412,7 +440,8 @@ def report(summary: dict, runs: int) -> str:
         return "-" if fig is None else f"{fig:.0f}"
 
     lines = [
-        f"Median of {runs} run(s) of {summary['calls']} calls; ms.",
+        f"Median of {runs} run(s) of {summary['calls']} calls; ms. The machine used"
+        f" {summary.get('machine_cpu_cores', 0):.2f} cores on average during a run.",
         "",
         "| figure | median | p90 | target |",
         "| --- | ---: | ---: | --- |",
@@ -429,7 +458,27 @@ def report(summary: dict, runs: int) -> str:
         lines += ["| step | median | p90 |", "| --- | ---: | ---: |"]
         for label, fig in summary[side].items():
             lines.append(f"| {label} | {cell(fig['median'])} | {cell(fig['p90'])} |")
+    lines += ["", "Signaling through the server (one page's send -> the other's receive):", ""]
+    lines += ["| hop | median | p90 |", "| --- | ---: | ---: |"]
+    for label, fig in summary["hops"].items():
+        lines.append(f"| {label} | {cell(fig['median'])} | {cell(fig['p90'])} |")
     return "\n".join(lines)
+
+
+def wait_quiet(limit: float) -> None:
+    """Start a run only when the machine is idle (less than a quarter of a core busy), or after
+    `limit` seconds of waiting: other work's CPU use shows up as setup time here."""
+    deadline = time.monotonic() + limit
+    while True:
+        before = machine_busy()
+        time.sleep(2)
+        load = (machine_busy() - before) / 2
+        if load < 0.25 or time.monotonic() > deadline:
+            if load >= 0.25:
+                log(f"machine still busy ({100 * load:.0f}% of a core); starting anyway")
+            return
+        log(f"waiting for a quiet machine: {100 * load:.0f}% of a core busy")
+        time.sleep(3)
 
 
 def machine() -> str:
@@ -457,6 +506,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1, help="calls made first and not counted")
     parser.add_argument("--settle", type=float, default=0.5, help="idle seconds before each click")
+    parser.add_argument(
+        "--wait-quiet", type=float, default=120, help="wait up to this long for an idle machine"
+    )
     parser.add_argument("--port", type=int, default=8965)
     parser.add_argument("--chromium", default=CHROMIUM)
     parser.add_argument("--server-script", help="run this file instead of `-m daphne`")
@@ -469,7 +521,15 @@ def main() -> None:
     log(machine(), "; private network" if in_private_network() else "")
     runs = []
     for run in range(args.runs):
+        wait_quiet(args.wait_quiet)
+        busy, wall = machine_busy(), time.monotonic()
         runs.append(run_once(args, run))
+        # The whole machine's CPU during the run, this benchmark's own included (a browser, a
+        # server and this script use about one core between them).
+        runs[-1]["machine_cpu_cores"] = round(
+            (machine_busy() - busy) / (time.monotonic() - wall), 2
+        )
+        log(f"run {run}: the machine used {runs[-1]['machine_cpu_cores']} cores on average")
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps({"machine": machine(), "runs": runs}, indent=1))
