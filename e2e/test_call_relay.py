@@ -45,6 +45,23 @@ SELECTED = """async () => {
 }"""
 
 
+# A record of the connection's states and ICE restarts from now on, to say where a recovery's
+# time went when it is slow.
+TIMELINE = """() => {
+  const pc = window.parleyCall.pc;
+  const log = (window.relayTimeline = []);
+  const at = () => Date.now();
+  pc.addEventListener("connectionstatechange", () => log.push([at(), pc.connectionState]));
+  const restartIce = pc.restartIce.bind(pc);
+  pc.restartIce = () => { log.push([at(), "restartIce()"]); restartIce(); };
+}"""
+
+
+def timeline(page, since: float) -> str:
+    events = page.evaluate("() => window.relayTimeline || []")
+    return ", ".join(f"{(t / 1000 - since):.1f} s {what}" for t, what in events)
+
+
 def stats(page) -> dict:
     return page.evaluate(SELECTED) or {}
 
@@ -172,7 +189,9 @@ def test_a_call_survives_the_turn_server_restarting_by_an_ice_restart_within_15_
 
     # A crash and a restart: the new coturn knows none of the old allocations, so nothing
     # relayed reaches anyone until both pages have gathered new relay candidates.
-    killed = time.monotonic()
+    for page in (ada_page, bob_page):
+        page.evaluate(TIMELINE)
+    killed, killed_at = time.monotonic(), time.time()
     coturn.restart(kill=True)
 
     stalled = False
@@ -192,6 +211,7 @@ def test_a_call_survives_the_turn_server_restarting_by_an_ice_restart_within_15_
             recovered_at = time.monotonic() - killed
             break
 
+    print("caller:", timeline(ada_page, killed_at), "\ncallee:", timeline(bob_page, killed_at))
     assert stalled, "media never stopped: the TURN server restart did not break the path"
     assert recovered_at is not None, f"no recovery within 15 s of the restart: {last}"
     after = assert_relayed_and_flowing(ada_page, bob_page)
