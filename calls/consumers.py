@@ -53,6 +53,8 @@ MAX_CANDIDATE = 2 * 1024  # bytes of one candidate line
 MAX_NAME = 256  # characters of an sdpMid or a usernameFragment
 RATE_FRAMES = 200  # frames a socket may send in any RATE_WINDOW seconds
 RATE_WINDOW = 10.0
+# What goes out is JSON for the page's script; with these escaped it stays inert even in HTML.
+ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 NOT_UNDERSTOOD = "That message could not be understood: send one JSON object."
 TOO_LARGE = "That message is too large: at most 70 KiB."
@@ -67,7 +69,6 @@ BAD_CANDIDATE = (
     "sdpMLineIndex (a number or null) and a usernameFragment (text or null)."
 )
 CANDIDATE_TOO_LARGE = "The ICE candidate is too large: at most 2 KiB."
-ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 BAD_STATE = "A state message must say muted, camera and sharing, each true or false."
 
 
@@ -261,7 +262,7 @@ class CallConsumer(LiveSocket):
             raise FrameError(TOO_LARGE)
         try:
             frame = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested past the stack
             raise FrameError(NOT_UNDERSTOOD) from None
         if not isinstance(frame, dict):
             raise FrameError(NOT_UNDERSTOOD)

@@ -332,6 +332,7 @@ BAD_FRAMES = [
     ("not json", "could not be understood"),
     ("[1, 2, 3]", "could not be understood"),
     ('"offer"', "could not be understood"),
+    ("[" * 60_000, "could not be understood"),
     (json.dumps({"description": {"type": "offer", "sdp": SDP}}), "not known"),
     (json.dumps({"type": "hello"}), "not known"),
     (json.dumps({"type": "welcome", "seat": "x"}), "not known"),
