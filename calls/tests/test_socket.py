@@ -16,6 +16,8 @@ from django.urls import reverse
 from accounts import services as account_services
 from calls import services
 from calls.models import Call
+from parley.live.announce import group_send
+from parley.live.members import member_group, member_push
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -628,3 +630,33 @@ async def test_logging_out_closes_that_sessions_call_socket(trio, active):
 
     assert await closed_with(socket) == 4001
     await close_all(socket)
+
+
+async def test_a_member_who_can_no_longer_sign_in_is_closed_out(trio, active, open_call):
+    ada_socket, _ = await open_call(active, trio.ada)
+
+    def deactivate():
+        trio.ada.is_active = False
+        trio.ada.save(update_fields=["is_active"])
+        account_services.member_credentials_changed(member=trio.ada)
+
+    await database_sync_to_async(deactivate)()
+
+    assert await closed_with(ada_socket) == 4001
+    await close_all(ada_socket)
+
+
+async def test_what_the_member_socket_is_sent_is_no_business_of_the_call_socket(
+    trio, active, seated
+):
+    ada_socket, ada_seat, bob_socket, _ = await seated(active, trio.ada, trio.bob)
+
+    html = '<div id="call-slot" hx-swap-oob="true">In a call with Ada</div>'
+    await database_sync_to_async(member_push)(member_id=trio.bob.pk, html=html)
+    await database_sync_to_async(group_send)(member_group(trio.bob.pk), {"type": "member.rooms"})
+    await database_sync_to_async(group_send)(member_group(trio.bob.pk), {"type": "member.new"})
+
+    assert await bob_socket.receive_nothing(timeout=0.5)
+    await ada_socket.send_json_to(offer())
+    assert await next_frame(bob_socket) == {**offer(), "from": ada_seat}
+    await close_all(ada_socket, bob_socket)
