@@ -1,8 +1,9 @@
 """The member socket: the one socket every page of a signed-in member keeps open.
 
 It is wiring, not a feature: it gathers what several features have for one member wherever they
-are (rooms' unread badges and room list, contacts' notices and presence, calls next). Each open
-tab is one socket. MembersOnly has already refused anonymous sockets before this runs.
+are (rooms' unread badges and room list, contacts' notices and presence, the member's call in the
+slot at the top of every page). Each open tab is one socket. MembersOnly has already refused
+anonymous sockets before this runs.
 
 How fragments reach it:
 - `parley.live.members.member_push(member_id=, html=)`: one member's tabs, through the member's
@@ -21,6 +22,8 @@ from accounts.presence import (
     presence_socket_closed,
     presence_socket_opened,
 )
+from calls import fragments as call_fragments
+from calls.sweep import ensure_sweeping, release_sweeping
 from parley.fragments import notice_fragment
 from parley.live.hub import get_hub as get_live_hub
 from parley.live.members import LOGGED_OUT, member_group
@@ -44,13 +47,15 @@ class MemberConsumer(LiveSocket):
         # what it may have missed: a push is newer than that, so it goes after it.
         self.held: deque[str] | None = deque()
         self.joined = True  # from here on, leave() has something to undo
+        ensure_sweeping()  # overdue calls end while this process has sockets open
         await self.channel_layer.group_add(self.group, self.channel_name)
         await get_live_hub().add_member_socket(self)
         await self.watch_rooms()
         await presence_socket_opened(member_id=self.member_id)
         await self.accept()
-        # Presence and unread counts as of now, in one frame: the page may have missed changes
-        # since it was rendered, or while its socket was away (htmx reconnects, no reload).
+        # Presence, unread counts and the member's call as of now, in one frame: the page may
+        # have missed changes since it was rendered, or while its socket was away (htmx
+        # reconnects, no reload).
         # Read after the socket joined the hub, so a change after this read is pushed after it.
         caught_up = await database_sync_to_async(self.catching_up)()
         if caught_up:
@@ -60,7 +65,11 @@ class MemberConsumer(LiveSocket):
         self.held = None
 
     def catching_up(self) -> str:
-        return contacts_presence_fragment(member=self.member) + selectors.unread_badges(self.member)
+        return (
+            contacts_presence_fragment(member=self.member)
+            + selectors.unread_badges(self.member)
+            + call_fragments.slot_catching_up(self.member)
+        )
 
     async def push(self, html: str) -> None:
         if self.held is not None:
@@ -76,6 +85,7 @@ class MemberConsumer(LiveSocket):
             await presence_socket_closed(member_id=self.member_id)
         except Exception:
             logger.exception("Member %s: leaving presence failed", self.member_id)
+        release_sweeping()
         await get_live_hub().remove_member_socket(self)
         for room_id in self.watching:
             await get_room_hub().unwatch(room_id, self)

@@ -119,6 +119,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "rooms.context_processors.sidebar",
                 "accounts.context_processors.contacts",
+                "calls.context_processors.call_slot",
             ],
         },
     },
@@ -207,6 +208,31 @@ else:
 PRESENCE_TTL = env_float("PRESENCE_TTL", 45)
 PRESENCE_REFRESH = env_float("PRESENCE_REFRESH", 15)
 PRESENCE_SWEEP = env_float("PRESENCE_SWEEP", 5)
+
+# --- Calls ---------------------------------------------------------------------------------
+
+# How long a call rings before it is missed; how long an answered call may take to connect its
+# media before it failed; how long an active call outlives a participant whose call page is gone
+# (a reload or a network change comes back well within it). Every call socket tells the server
+# it is there every CALL_KEEPALIVE seconds, and every process with open sockets ends overdue
+# calls every CALL_SWEEP seconds (they are also ended whenever one is read), so no call rings or
+# lasts forever, even when the process that was timing it dies.
+CALL_RING_TIMEOUT = env_float("CALL_RING_TIMEOUT", 30)
+CALL_CONNECT_TIMEOUT = env_float("CALL_CONNECT_TIMEOUT", 30)
+CALL_SEAT_TIMEOUT = env_float("CALL_SEAT_TIMEOUT", 30)
+CALL_KEEPALIVE = env_float("CALL_KEEPALIVE", 10)
+CALL_SWEEP = env_float("CALL_SWEEP", 2)
+
+# ICE servers for calls (calls/ice.py). With none set, calls use host candidates: fine on one
+# network. For calls across networks run a TURN server (site/turnserver.conf) and set
+# TURN_URLS (comma-separated turn:/turns: URLs) and TURN_SECRET (coturn's static-auth-secret):
+# each call page gets credentials minted for that member and call, valid TURN_CREDENTIAL_TTL
+# seconds. CALL_FORCE_RELAY sends all media through TURN (hides members' addresses).
+TURN_URLS = env_list("TURN_URLS")
+TURN_SECRET = os.environ.get("TURN_SECRET", "")
+TURN_CREDENTIAL_TTL = env_int("TURN_CREDENTIAL_TTL", 12 * 60 * 60)
+STUN_URLS = env_list("STUN_URLS")
+CALL_FORCE_RELAY = env_bool("CALL_FORCE_RELAY", False)
 
 # --- Accounts (django-allauth) --------------------------------------------------------------
 

@@ -8,6 +8,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("profile/", include("accounts.urls")),
     path("rooms/", include("rooms.urls")),
+    path("calls/", include("calls.urls")),
     path("", include("accounts.contacts_urls")),
     path("admin/", admin.site.urls),
 ]

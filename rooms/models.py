@@ -84,6 +84,10 @@ class Membership(models.Model):
 
 
 class Message(models.Model):
+    class Kind(models.TextChoices):
+        TEXT = "text"
+        CALL = "call"
+
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
     seq = models.PositiveBigIntegerField()
     author = models.ForeignKey(
@@ -91,6 +95,9 @@ class Message(models.Model):
     )
     body = models.TextField(max_length=MESSAGE_MAX_LENGTH)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A row the site writes about an event, shown apart from what members write: a call's
+    # outcome, written by calls (its text is theirs; rooms only shows it).
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.TEXT)
     # The sender's idempotency key with a digest of the body: a retried send finds its message.
     client_key = models.CharField(max_length=80, blank=True)
 

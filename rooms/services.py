@@ -245,6 +245,24 @@ def message_post(
     return message, True
 
 
+def message_post_row(
+    *, room: Room, author, body: str, seen_by=(), kind: str = Message.Kind.CALL
+) -> Message:
+    """Save a row the site writes about an event (a call's outcome) and announce it.
+
+    Not a member's message: no flood limit, and written even to a read-only conversation
+    (the call happened while they were contacts). It counts as unread for every member but
+    those in `seen_by` (ids): a missed call is news to the callee, not to the caller."""
+    with transaction.atomic():
+        locked = Room.objects.select_for_update().get(pk=room.pk)
+        seq = locked.last_seq + 1
+        Room.objects.filter(pk=room.pk).update(last_seq=seq, last_activity_at=timezone.now())
+        message = Message.objects.create(room=room, seq=seq, author=author, body=body, kind=kind)
+        Membership.objects.filter(room=room, member_id__in=list(seen_by)).update(last_read_seq=seq)
+        transaction.on_commit(lambda: message_announce(message))
+    return message
+
+
 def message_announce(message: Message, key: str = "", announce: Announce | None = None) -> None:
     """Render the message once and send that one string to the room's group.
 
