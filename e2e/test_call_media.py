@@ -186,3 +186,82 @@ def test_screen_share_replaces_the_camera_and_the_camera_comes_back(
     expect(peer_state(bob_page)).to_have_text("")
     wait_video_shape(bob_page, 640, 480)
     assert console_errors.errors == []
+
+
+def test_opening_the_call_in_a_second_tab_moves_it_there_and_the_first_tab_says_so(
+    member_context, ada_and_bob, console_errors
+):
+    ada, bob, conversation = ada_and_bob
+    ada_page = console_errors(member_context(ada).new_page())
+    bob_page = console_errors(member_context(bob).new_page())
+    open_both(ada_page, bob_page, ada, bob, conversation)
+    start_call(ada_page, bob_page)
+    wait_connected(bob_page)
+
+    bob_second = console_errors(bob_page.context.new_page())
+    bob_second.goto(bob_page.url)
+    expect(bob_page.locator("#call-problem")).to_contain_text("This call continues in another tab.")
+    bob_page.wait_for_function("() => window.parleyCall.state === 'moved'")
+    assert bob_page.evaluate("() => window.parleyCall.pc === null")
+    for page in (ada_page, bob_second):
+        wait_connected(page)
+        wait_media_flowing(page)
+    assert console_errors.errors == []
+
+
+DENY_CAMERA = """(() => {
+  const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = (constraints) => constraints && constraints.video
+    ? Promise.reject(new DOMException("Permission denied", "NotAllowedError"))
+    : real(constraints);
+})();"""
+
+
+def test_a_refused_camera_is_explained_and_joining_audio_only_still_carries_the_call(
+    member_context, ada_and_bob, console_errors
+):
+    ada, bob, conversation = ada_and_bob
+    ada_page = console_errors(member_context(ada).new_page())
+    bob_context = member_context(bob)
+    bob_context.add_init_script(DENY_CAMERA)
+    bob_page = console_errors(bob_context.new_page())
+    open_both(ada_page, bob_page, ada, bob, conversation)
+    start_call(ada_page, bob_page)
+
+    problem = bob_page.get_by_role("alert").filter(has_text="camera or microphone")
+    expect(problem).to_contain_text("Parley is not allowed to use your camera or microphone.")
+    screenshot(bob_page, "call-camera-refused-desktop")
+    problem.get_by_role("button", name="Join audio only").click()
+    expect(bob_page.locator("#call-problem")).to_be_hidden()
+    for page in (ada_page, bob_page):
+        wait_connected(page)
+    # Ada hears Bob and sees that his camera is off; Bob sees and hears Ada.
+    expect(peer_state(ada_page)).to_have_text("camera off")
+    wait_rising(ada_page, "audio", "packetsReceived")
+    wait_media_flowing(bob_page)
+    assert console_errors.errors == []
+
+
+def test_an_audio_call_carries_sound_only_and_shows_who_it_is_with(
+    member_context, ada_and_bob, console_errors
+):
+    ada, bob, conversation = ada_and_bob
+    ada_page = console_errors(member_context(ada).new_page())
+    bob_page = console_errors(member_context(bob).new_page())
+    open_both(ada_page, bob_page, ada, bob, conversation)
+    start_call(ada_page, bob_page, kind="Audio call")
+    expect(bob_page.get_by_role("heading", level=1)).to_have_text("Audio call with Ada Lovelace")
+    for page in (ada_page, bob_page):
+        wait_connected(page)
+        wait_rising(page, "audio", "totalSamplesReceived", by=4800)
+        assert page.evaluate("() => window.parleyCall.localStream.getVideoTracks().length") == 0
+        expect(peer_state(page)).to_have_text("")
+        expect(page.locator("#call-remote")).to_have_attribute("data-video", "off")
+    expect(bob_page.locator(".call__avatar")).to_have_text("A")
+    screenshot(bob_page, "call-audio-desktop")
+
+    bob_page.get_by_role("button", name="Hang up", exact=True).click()
+    for page in (ada_page, bob_page):
+        expect(page).to_have_url(conversation.get_absolute_url(), timeout=RETURN_MS)
+        expect(page.get_by_role("log")).to_contain_text("Audio call ·")
+    assert console_errors.errors == []

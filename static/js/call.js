@@ -209,6 +209,7 @@ class CallPage {
     const socket = new URL(root.dataset.socket, location.href);
     socket.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     this.socketUrl = socket.href;
+    this.videoCall = root.dataset.kind !== "audio";
     this.wantVideo =
       root.dataset.video === "1" && new URLSearchParams(location.search).get("audio") !== "1";
 
@@ -318,7 +319,7 @@ class CallPage {
     } else {
       if (this.peerMedia.muted) parts.push("muted");
       if (this.peerMedia.sharing) parts.push("sharing their screen");
-      else if (!this.peerMedia.camera) parts.push("camera off");
+      else if (!this.peerMedia.camera && this.videoCall) parts.push("camera off");
     }
     this.el.peerState.textContent = parts.join(" · ");
     const showsVideo =
