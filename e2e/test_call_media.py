@@ -106,6 +106,8 @@ def test_a_reload_mid_call_reconnects_and_hanging_up_from_the_callee_ends_it(
     call_url = bob_page.url
     bob_page.reload()
     assert bob_page.url == call_url
+    # The server knows when media first connected, so the timer goes on from there.
+    expect(bob_page.locator("#call")).to_have_attribute("data-connected-at", re.compile("."))
     for page in (ada_page, bob_page):
         wait_connected(page)
         wait_media_flowing(page)
@@ -123,30 +125,36 @@ def test_a_reload_mid_call_reconnects_and_hanging_up_from_the_callee_ends_it(
     assert console_errors.errors == []
 
 
-# --- Screen share: a browser whose fake camera has another shape than the fake screen -------
+# --- A browser of these tests' own ----------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def vga_browser(browser_type, tmp_path_factory):
-    """Chromium's fake screen is 1280x720, as its fake camera is at the page's 720p request:
-    this browser's camera is a 640x480 clip, so a switch to the screen shows in the frames."""
+def own_browser(browser_type, tmp_path_factory):
+    """Chromium with two flags more than conftest's. Its fake screen is 1280x720, as its fake
+    camera is at the page's 720p request: here the camera is a 640x480 clip, so a switch to the
+    screen shows in the frames. And sound may play without a click first, so that the ring of
+    a tab nobody has touched can be heard (a browser asks for a click, or a habit of the site)."""
     clip = write_y4m(tmp_path_factory.mktemp("camera") / "vga.y4m")
     browser = browser_type.launch(
         executable_path=chromium_path(),
-        args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-video-capture={clip}"],
+        args=[
+            *CHROMIUM_FLAGS,
+            f"--use-file-for-fake-video-capture={clip}",
+            "--autoplay-policy=no-user-gesture-required",
+        ],
     )
     yield browser
     browser.close()
 
 
 @pytest.fixture
-def vga_context(vga_browser, daphne_server):
+def vga_context(own_browser, daphne_server):
     contexts = []
 
     def make(member, **options):
         client = Client()
         client.force_login(member)
-        context = vga_browser.new_context(base_url=daphne_server.url, **(DESKTOP | options))
+        context = own_browser.new_context(base_url=daphne_server.url, **(DESKTOP | options))
         context.add_cookies(
             [
                 {
@@ -260,8 +268,68 @@ def test_an_audio_call_carries_sound_only_and_shows_who_it_is_with(
     expect(bob_page.locator(".call__avatar")).to_have_text("A")
     screenshot(bob_page, "call-audio-desktop")
 
+    # Bob picks another microphone: the new one is sent in the old one's place.
+    bob_page.get_by_label("Microphone").select_option(label="Fake Audio Input 1")
+    bob_page.wait_for_function(
+        "() => window.parleyCall.audioTrack.label === 'Fake Audio Input 1'"
+        " && window.parleyCall.pc.getSenders().some(s => s.track === window.parleyCall.audioTrack)"
+    )
+    wait_rising(ada_page, "audio", "totalSamplesReceived", by=4800)
+
     bob_page.get_by_role("button", name="Hang up", exact=True).click()
     for page in (ada_page, bob_page):
         expect(page).to_have_url(conversation.get_absolute_url(), timeout=RETURN_MS)
         expect(page.get_by_role("log")).to_contain_text("Audio call ·")
+    assert console_errors.errors == []
+
+
+# A hidden tab whose member allowed notifications, with the notifications kept for the test.
+HIDDEN_TAB_NOTIFIED = """(() => {
+  Object.defineProperty(Document.prototype, "hidden", {get: () => true, configurable: true});
+  window.shownNotifications = [];
+  window.Notification = class {
+    static permission = "granted";
+    static requestPermission() { return Promise.resolve("granted"); }
+    constructor(title, options) {
+      Object.assign(this, {title, tag: options.tag, closed: false});
+      window.shownNotifications.push(this);
+    }
+    addEventListener() {}
+    close() { this.closed = true; }
+  };
+})();"""
+
+RINGING = "() => Boolean(window.parleyRing.callId && window.parleyRing.playing)"
+
+
+def test_every_tab_of_the_callee_rings_a_hidden_one_notifies_and_answering_stops_them(
+    vga_context, ada_and_bob, console_errors
+):
+    ada, bob, conversation = ada_and_bob
+    ada_page = console_errors(vga_context(ada).new_page())
+    bob_context = vga_context(bob)
+    bob_page = console_errors(bob_context.new_page())
+    open_both(ada_page, bob_page, ada, bob, conversation)
+    bob_hidden = console_errors(bob_context.new_page())
+    bob_hidden.add_init_script(HIDDEN_TAB_NOTIFIED)
+    bob_hidden.goto("/contacts/")
+    expect(bob_hidden.get_by_role("list", name="Your contacts")).to_contain_text("Ada Lovelace")
+
+    ada_page.locator(".direct__header").get_by_role("button", name="Video call", exact=True).click()
+    for page in (bob_page, bob_hidden):
+        expect(page.locator("#call-slot")).to_have_attribute("data-call-state", "incoming")
+        page.wait_for_function(RINGING)
+        assert page.evaluate("() => document.querySelector('.call-slot__ring').paused") is False
+    assert bob_page.evaluate("() => window.parleyRing.notification") is None  # a visible tab
+    notifications = bob_hidden.evaluate(
+        "() => window.shownNotifications.map(n => [n.title, n.closed])"
+    )
+    assert notifications == [["Ada Lovelace is calling you", False]]
+
+    bob_page.locator("#call-slot").get_by_role("button", name="Accept", exact=True).click()
+    expect(bob_hidden.locator("#call-slot")).to_have_attribute("data-call-state", "active")
+    bob_hidden.wait_for_function("() => window.parleyRing.callId === null")
+    assert bob_hidden.evaluate("() => window.shownNotifications[0].closed") is True
+    assert bob_hidden.evaluate("() => document.querySelectorAll('audio').length") == 0
+    wait_connected(bob_page)
     assert console_errors.errors == []
