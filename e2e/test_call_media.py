@@ -188,6 +188,11 @@ def test_screen_share_replaces_the_camera_and_the_camera_comes_back(
     expect(ada_page.locator("#call-share")).to_have_attribute("aria-pressed", "true")
     expect(peer_state(bob_page)).to_have_text("sharing their screen")
     wait_video_shape(bob_page, 1280, 720)  # frames keep coming, in the screen's shape
+    # ... and the page shows them (the element follows the decoder a little later).
+    bob_page.wait_for_function(
+        "() => { const v = document.getElementById('remote-video');"
+        " return v.videoHeight && Math.abs(v.videoWidth / v.videoHeight - 16 / 9) < 0.05; }"
+    )
     screenshot(bob_page, "call-screen-share-desktop")
 
     ada_page.get_by_role("button", name="Stop sharing", exact=True).click()

@@ -675,6 +675,8 @@ class CallPage {
       this.setStatus(TEXT.connected);
       if (this.connectedSince === null) this.connectedSince = Date.now();
       this.tick();
+      this.lastCounts = null; // loss is counted per connection
+      this.measure();
       this.send({ type: "connected" });
     } else if (state === "disconnected" || state === "failed") {
       this.setState("reconnecting");
