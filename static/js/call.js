@@ -241,6 +241,8 @@ class CallPage {
     this.sharing = false;
     this.peerMedia = { muted: false, camera: true, sharing: false };
     this.peerAway = false;
+    this.remoteFrames = false;
+    this.retired = null;
     this.quality = null;
     this.connectedSince = this.startedAt();
   }
@@ -251,7 +253,6 @@ class CallPage {
       this.setStatus(TEXT.ended);
       return;
     }
-    this.el.remoteVideo.srcObject = this.remoteStream;
     this.el.localVideo.srcObject = this.localStream;
     this.bindControls();
     this.setStatus(TEXT.connecting(this.peerName));
@@ -459,15 +460,14 @@ class CallPage {
   onReady(message) {
     const peer = String(message.peer);
     this.peerAway = false;
-    // Seats belong to sockets. When either seat is new, the other page starts over too, so both
-    // start a fresh connection; the same two seats again means only a reconnect: ICE restart.
+    // A seat is one socket: after a reload or a reconnect of either page, both pages see a
+    // new pair of seats, and both start a fresh connection (the old one keeps the picture
+    // until the new one is up). The same pair again is only a repeated "ready".
     const pair = `${this.seat} ${peer}`;
     if (!this.pc || pair !== this.pairKey || this.pc.connectionState === "closed") {
       this.pairKey = pair;
       this.peer = peer;
       this.newPeer();
-    } else if (!this.polite) {
-      this.pc.restartIce();
     }
     if (this.pc.connectionState === "connected") this.send({ type: "connected" });
     this.sendState();
@@ -477,7 +477,8 @@ class CallPage {
   // --- The peer connection --------------------------------------------------------------------
 
   newPeer() {
-    this.closePeer();
+    const old = this.pc;
+    this.closePeer({ keepPicture: old?.connectionState === "connected" });
     const pc = new RTCPeerConnection(this.ice);
     this.pc = pc;
     this.neg = { makingOffer: false, ignoreOffer: false, settingAnswer: false };
@@ -485,9 +486,8 @@ class CallPage {
     this.restartAttempt = 0;
     this.turnRefused = false;
     this.relayGathered = false;
-    this.remoteFrames = false;
     this.remoteStream = new MediaStream();
-    this.el.remoteVideo.srcObject = this.remoteStream;
+    if (!this.retired) this.showRemote();
     this.setState("connecting");
     if (this.connectedSince === null) this.setStatus(TEXT.connecting(this.peerName));
 
@@ -497,7 +497,7 @@ class CallPage {
         if (old.kind === track.kind) this.remoteStream.removeTrack(old);
       }
       this.remoteStream.addTrack(track);
-      this.playRemote();
+      if (!this.retired) this.showRemote();
       this.renderPeer();
     });
     pc.addEventListener("icecandidate", ({ candidate }) => {
@@ -533,11 +533,36 @@ class CallPage {
     return pc;
   }
 
-  closePeer() {
+  closePeer({ keepPicture = false } = {}) {
     clearTimeout(this.restartTimer);
+    this.restartTimer = null;
     clearTimeout(this.deadline);
-    if (this.pc) this.pc.close();
+    this.dropRetired();
+    if (this.pc && keepPicture) {
+      // Make before break: the old connection may still carry media (only the socket
+      // reconnected); it stays on screen until the new one connects, for a while at most.
+      const retired = this.pc;
+      this.retired = retired;
+      setTimeout(() => this.retired === retired && this.dropRetired(), CONNECT_DEADLINE_MS);
+    } else {
+      this.pc?.close();
+    }
     this.pc = null;
+  }
+
+  dropRetired() {
+    this.retired?.close();
+    this.retired = null;
+    if (this.pc) this.showRemote();
+  }
+
+  showRemote() {
+    const video = this.el.remoteVideo;
+    if (video.srcObject !== this.remoteStream) {
+      video.srcObject = this.remoteStream;
+      this.remoteFrames = false;
+    }
+    this.playRemote();
   }
 
   noPath() {
@@ -637,6 +662,7 @@ class CallPage {
       this.restartTimer = null;
       this.clearProblem("path");
       this.clearProblem("lost");
+      this.dropRetired();
       this.setState("connected");
       this.setStatus(TEXT.connected);
       if (this.connectedSince === null) this.connectedSince = Date.now();
@@ -772,6 +798,7 @@ class CallPage {
   }
 
   sendState() {
+    if (!this.peer) return; // nobody to tell before the call is answered (and "ready" says so)
     this.send({
       type: "state",
       muted: this.muted || !this.audioTrack,
@@ -795,24 +822,24 @@ class CallPage {
     if (!video.dataset.watched) {
       video.dataset.watched = "1";
       // A frame has arrived: the picture can replace the placeholder.
-      video.addEventListener("resize", () => {
+      const framed = () => {
         this.remoteFrames = video.videoWidth > 0;
         this.renderPeer();
-      });
-      video.addEventListener("loadeddata", () => {
-        this.remoteFrames = video.videoWidth > 0;
-        this.renderPeer();
+      };
+      video.addEventListener("resize", framed);
+      video.addEventListener("loadeddata", framed);
+      video.addEventListener("playing", () => {
+        this.el.play.hidden = true;
       });
     }
-    video.play().then(
-      () => {
-        this.el.play.hidden = true;
-      },
-      (error) => {
-        // Sound may autoplay only after a click when the page captures nothing itself.
-        if (error?.name === "NotAllowedError") this.el.play.hidden = false;
-      },
-    );
+    // Only the latest attempt counts: an earlier one may be refused after a later one worked.
+    const attempt = (this.playAttempt = (this.playAttempt ?? 0) + 1);
+    video.play().catch((error) => {
+      // Sound may autoplay only after a click on this page: then a button asks for one.
+      if (attempt === this.playAttempt && error?.name === "NotAllowedError" && video.paused) {
+        this.el.play.hidden = false;
+      }
+    });
   }
 
   stopMedia() {
