@@ -31,6 +31,7 @@ from collections import deque
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 
 from calls import services, sweep
 from calls.ice import ice_config
@@ -70,6 +71,25 @@ ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 BAD_STATE = "A state message must say muted, camera and sharing, each true or false."
 
 
+def in_a_task(work):
+    """`work` (sync, reads the database) for a socket's background task to await.
+
+    database_sync_to_async closes connections outside the context the work ran in: the
+    connection it opens is handed back to the awaiting task and closed at the next event a
+    consumer handles. A background task handles no events, and one cancelled while the work
+    runs (the socket closed) never even gets the connection back: it is lost to the pool
+    until a garbage collection. So the work closes its own connection, in its own context.
+    """
+
+    def run(*args, **kwargs):
+        try:
+            return work(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return database_sync_to_async(run)
+
+
 class FrameError(ValueError):
     """A frame refused with words for the page (sent back as an error frame)."""
 
@@ -80,7 +100,7 @@ class CallConsumer(LiveSocket):
         self.member_id = self.member.pk
         self.call_id = self.scope["url_route"]["kwargs"]["call_id"]
         call = await self.read_call()
-        if call is None or not call.is_live:
+        if not self.may_open(call):
             await self.close()  # before accept: the handshake is refused (403)
             return
         self.session = SocketSession(self.scope)
@@ -94,6 +114,7 @@ class CallConsumer(LiveSocket):
         self.taken = (time.time_ns(), self.seat)
         self.peer_seat: str | None = None
         self.peer_taken: tuple[int, str] | None = None
+        self.sweeping = False
         self.seated = False  # announced: from then on, leaving is announced too
         self.moved = False
         self.frames: deque[float] = deque()  # when the frames of the last RATE_WINDOW came
@@ -104,7 +125,7 @@ class CallConsumer(LiveSocket):
             await self.channel_layer.group_add(group, self.channel_name)
         # Read again now that the groups are joined: a change after this read is an event.
         call = await self.read_call()
-        if call is None or not call.is_live:
+        if not self.may_open(call):
             await self.close()
             return
         self.state = call.state
@@ -122,14 +143,22 @@ class CallConsumer(LiveSocket):
         await self.announce(self.seat_group, "seat.taken")
         await self.announce(self.call_group, "seat.joined")
         self.keeping_alive = asyncio.ensure_future(self.keep_alive())
-        await sweep.ensure_sweeping()
+        sweep.ensure_sweeping()
+        self.sweeping = True
 
-    async def read_call(self) -> Call | None:
+    async def read_call(self, to_async=database_sync_to_async) -> Call | None:
         """The call as of now (overdue calls expired first), if it is this member's."""
         try:
-            return await database_sync_to_async(services.call_of)(self.member, self.call_id)
+            return await to_async(services.call_of)(self.member, self.call_id)
         except Call.DoesNotExist:
             return None
+
+    def may_open(self, call: Call | None) -> bool:
+        """A participant's, ringing or active; never the callee's of a call that rings nowhere
+        (they blocked the caller, and must not learn of it)."""
+        if call is None or not call.is_live:
+            return False
+        return not (call.silent and self.member_id == call.callee_id)
 
     async def leave(self) -> None:
         if not getattr(self, "joined", False):
@@ -137,6 +166,8 @@ class CallConsumer(LiveSocket):
         for task in (self.keeping_alive, self.rechecking):
             if task is not None:
                 task.cancel()
+        if self.sweeping:
+            sweep.release_sweeping()
         if self.seated and not self.moved:
             try:
                 await self.announce(self.call_group, "seat.left")
@@ -152,17 +183,24 @@ class CallConsumer(LiveSocket):
         )
 
     async def keep_alive(self) -> None:
-        """Tell the server this member's call page is still there, until the socket closes."""
+        """Tell the server this member's call page is still there, until the socket closes.
+
+        It also reads the call again: a `call.state` the layer lost (Redis restarting) must
+        not leave a page waiting for an answer that came, or in a call that ended."""
         while True:
             try:
-                await database_sync_to_async(services.call_seen)(
-                    call_id=self.call_id, member_id=self.member_id
-                )
+                await in_a_task(services.call_seen)(call_id=self.call_id, member_id=self.member_id)
             except Exception:
                 logger.exception(
-                    "Call %s: keeping member %s seated failed", self.call_id, self.member_id
+                    "Call %s: saying member %s is here failed", self.call_id, self.member_id
                 )
             await asyncio.sleep(settings.CALL_KEEPALIVE)
+            try:
+                call = await self.read_call(in_a_task)
+                if call is not None and call.state != self.state:
+                    await self.call_state({"state": call.state})
+            except Exception:
+                logger.exception("Call %s: reading it again failed", self.call_id)
 
     async def dispatch(self, message: dict) -> None:
         # The member's group also carries what their member socket shows (fragments, room
@@ -183,6 +221,8 @@ class CallConsumer(LiveSocket):
     # --- From the page ---------------------------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
+        if not getattr(self, "seated", False):
+            return  # the handshake was refused: nothing from this socket is anyone's business
         if not self.within_rate():
             await self.refuse(TOO_FAST)
             return
@@ -306,7 +346,7 @@ class CallConsumer(LiveSocket):
 
     async def recheck_session(self, event: dict) -> None:
         try:
-            if not await database_sync_to_async(self.session.still_signs_in)(event):
+            if not await in_a_task(self.session.still_signs_in)(event):
                 await self.close(LOGGED_OUT)
         except Exception:
             logger.exception("Call %s: checking a socket's session failed", self.call_id)
