@@ -106,6 +106,8 @@ def test_a_reload_mid_call_reconnects_and_hanging_up_from_the_callee_ends_it(
     call_url = bob_page.url
     bob_page.reload()
     assert bob_page.url == call_url
+    # The server knows when media first connected, so the timer goes on from there.
+    expect(bob_page.locator("#call")).to_have_attribute("data-connected-at", re.compile("."))
     for page in (ada_page, bob_page):
         wait_connected(page)
         wait_media_flowing(page)
@@ -123,30 +125,36 @@ def test_a_reload_mid_call_reconnects_and_hanging_up_from_the_callee_ends_it(
     assert console_errors.errors == []
 
 
-# --- Screen share: a browser whose fake camera has another shape than the fake screen -------
+# --- A browser of these tests' own ----------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def vga_browser(browser_type, tmp_path_factory):
-    """Chromium's fake screen is 1280x720, as its fake camera is at the page's 720p request:
-    this browser's camera is a 640x480 clip, so a switch to the screen shows in the frames."""
+def own_browser(browser_type, tmp_path_factory):
+    """Chromium with two flags more than conftest's. Its fake screen is 1280x720, as its fake
+    camera is at the page's 720p request: here the camera is a 640x480 clip, so a switch to the
+    screen shows in the frames. And sound may play without a click first, so that the ring of
+    a tab nobody has touched can be heard (a browser asks for a click, or a habit of the site)."""
     clip = write_y4m(tmp_path_factory.mktemp("camera") / "vga.y4m")
     browser = browser_type.launch(
         executable_path=chromium_path(),
-        args=[*CHROMIUM_FLAGS, f"--use-file-for-fake-video-capture={clip}"],
+        args=[
+            *CHROMIUM_FLAGS,
+            f"--use-file-for-fake-video-capture={clip}",
+            "--autoplay-policy=no-user-gesture-required",
+        ],
     )
     yield browser
     browser.close()
 
 
 @pytest.fixture
-def vga_context(vga_browser, daphne_server):
+def vga_context(own_browser, daphne_server):
     contexts = []
 
     def make(member, **options):
         client = Client()
         client.force_login(member)
-        context = vga_browser.new_context(base_url=daphne_server.url, **(DESKTOP | options))
+        context = own_browser.new_context(base_url=daphne_server.url, **(DESKTOP | options))
         context.add_cookies(
             [
                 {
@@ -185,4 +193,143 @@ def test_screen_share_replaces_the_camera_and_the_camera_comes_back(
     ada_page.get_by_role("button", name="Stop sharing", exact=True).click()
     expect(peer_state(bob_page)).to_have_text("")
     wait_video_shape(bob_page, 640, 480)
+    assert console_errors.errors == []
+
+
+def test_opening_the_call_in_a_second_tab_moves_it_there_and_the_first_tab_says_so(
+    member_context, ada_and_bob, console_errors
+):
+    ada, bob, conversation = ada_and_bob
+    ada_page = console_errors(member_context(ada).new_page())
+    bob_page = console_errors(member_context(bob).new_page())
+    open_both(ada_page, bob_page, ada, bob, conversation)
+    start_call(ada_page, bob_page)
+    wait_connected(bob_page)
+
+    bob_second = console_errors(bob_page.context.new_page())
+    bob_second.goto(bob_page.url)
+    expect(bob_page.locator("#call-problem")).to_contain_text("This call continues in another tab.")
+    bob_page.wait_for_function("() => window.parleyCall.state === 'moved'")
+    assert bob_page.evaluate("() => window.parleyCall.pc === null")
+    for page in (ada_page, bob_second):
+        wait_connected(page)
+        wait_media_flowing(page)
+    assert console_errors.errors == []
+
+
+DENY_CAMERA = """(() => {
+  const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = (constraints) => constraints && constraints.video
+    ? Promise.reject(new DOMException("Permission denied", "NotAllowedError"))
+    : real(constraints);
+})();"""
+
+
+def test_a_refused_camera_is_explained_and_joining_audio_only_still_carries_the_call(
+    member_context, ada_and_bob, console_errors
+):
+    ada, bob, conversation = ada_and_bob
+    ada_page = console_errors(member_context(ada).new_page())
+    bob_context = member_context(bob)
+    bob_context.add_init_script(DENY_CAMERA)
+    bob_page = console_errors(bob_context.new_page())
+    open_both(ada_page, bob_page, ada, bob, conversation)
+    start_call(ada_page, bob_page)
+
+    problem = bob_page.get_by_role("alert").filter(has_text="camera or microphone")
+    expect(problem).to_contain_text("Parley is not allowed to use your camera or microphone.")
+    screenshot(bob_page, "call-camera-refused-desktop")
+    problem.get_by_role("button", name="Join audio only").click()
+    expect(bob_page.locator("#call-problem")).to_be_hidden()
+    for page in (ada_page, bob_page):
+        wait_connected(page)
+    # Ada hears Bob and sees that his camera is off; Bob sees and hears Ada.
+    expect(peer_state(ada_page)).to_have_text("camera off")
+    wait_rising(ada_page, "audio", "packetsReceived")
+    wait_media_flowing(bob_page)
+    assert console_errors.errors == []
+
+
+def test_an_audio_call_carries_sound_only_and_shows_who_it_is_with(
+    member_context, ada_and_bob, console_errors
+):
+    ada, bob, conversation = ada_and_bob
+    ada_page = console_errors(member_context(ada).new_page())
+    bob_page = console_errors(member_context(bob).new_page())
+    open_both(ada_page, bob_page, ada, bob, conversation)
+    start_call(ada_page, bob_page, kind="Audio call")
+    expect(bob_page.get_by_role("heading", level=1)).to_have_text("Audio call with Ada Lovelace")
+    for page in (ada_page, bob_page):
+        wait_connected(page)
+        wait_rising(page, "audio", "totalSamplesReceived", by=4800)
+        assert page.evaluate("() => window.parleyCall.localStream.getVideoTracks().length") == 0
+        expect(peer_state(page)).to_have_text("")
+        expect(page.locator("#call-remote")).to_have_attribute("data-video", "off")
+    expect(bob_page.locator(".call__avatar")).to_have_text("A")
+    screenshot(bob_page, "call-audio-desktop")
+
+    # Bob picks another microphone: the new one is sent in the old one's place.
+    bob_page.get_by_label("Microphone").select_option(label="Fake Audio Input 1")
+    bob_page.wait_for_function(
+        "() => window.parleyCall.audioTrack.label === 'Fake Audio Input 1'"
+        " && window.parleyCall.pc.getSenders().some(s => s.track === window.parleyCall.audioTrack)"
+    )
+    wait_rising(ada_page, "audio", "totalSamplesReceived", by=4800)
+
+    bob_page.get_by_role("button", name="Hang up", exact=True).click()
+    for page in (ada_page, bob_page):
+        expect(page).to_have_url(conversation.get_absolute_url(), timeout=RETURN_MS)
+        expect(page.get_by_role("log")).to_contain_text("Audio call ·")
+    assert console_errors.errors == []
+
+
+# A hidden tab whose member allowed notifications, with the notifications kept for the test.
+HIDDEN_TAB_NOTIFIED = """(() => {
+  Object.defineProperty(Document.prototype, "hidden", {get: () => true, configurable: true});
+  window.shownNotifications = [];
+  window.Notification = class {
+    static permission = "granted";
+    static requestPermission() { return Promise.resolve("granted"); }
+    constructor(title, options) {
+      Object.assign(this, {title, tag: options.tag, closed: false});
+      window.shownNotifications.push(this);
+    }
+    addEventListener() {}
+    close() { this.closed = true; }
+  };
+})();"""
+
+RINGING = "() => Boolean(window.parleyRing.callId && window.parleyRing.playing)"
+
+
+def test_every_tab_of_the_callee_rings_a_hidden_one_notifies_and_answering_stops_them(
+    vga_context, ada_and_bob, console_errors
+):
+    ada, bob, conversation = ada_and_bob
+    ada_page = console_errors(vga_context(ada).new_page())
+    bob_context = vga_context(bob)
+    bob_page = console_errors(bob_context.new_page())
+    open_both(ada_page, bob_page, ada, bob, conversation)
+    bob_hidden = console_errors(bob_context.new_page())
+    bob_hidden.add_init_script(HIDDEN_TAB_NOTIFIED)
+    bob_hidden.goto("/contacts/")
+    expect(bob_hidden.get_by_role("list", name="Your contacts")).to_contain_text("Ada Lovelace")
+
+    ada_page.locator(".direct__header").get_by_role("button", name="Video call", exact=True).click()
+    for page in (bob_page, bob_hidden):
+        expect(page.locator("#call-slot")).to_have_attribute("data-call-state", "incoming")
+        page.wait_for_function(RINGING)
+        assert page.evaluate("() => document.querySelector('.call-slot__ring').paused") is False
+    assert bob_page.evaluate("() => window.parleyRing.notification") is None  # a visible tab
+    notifications = bob_hidden.evaluate(
+        "() => window.shownNotifications.map(n => [n.title, n.closed])"
+    )
+    assert notifications == [["Ada Lovelace is calling you", False]]
+
+    bob_page.locator("#call-slot").get_by_role("button", name="Accept", exact=True).click()
+    expect(bob_hidden.locator("#call-slot")).to_have_attribute("data-call-state", "active")
+    bob_hidden.wait_for_function("() => window.parleyRing.callId === null")
+    assert bob_hidden.evaluate("() => window.shownNotifications[0].closed") is True
+    assert bob_hidden.evaluate("() => document.querySelectorAll('audio').length") == 0
+    wait_connected(bob_page)
     assert console_errors.errors == []

@@ -68,7 +68,9 @@ const TEXT = {
 
 // --- Ringing, on every page ------------------------------------------------------------------
 
-const ringing = { callId: null, audio: null, notification: null };
+// What rings now; tests read it as window.parleyRing.
+const ringing = { callId: null, audio: null, notification: null, playing: false, blocked: false };
+window.parleyRing = ringing;
 
 function startRing(slot) {
   ringing.callId = slot.dataset.callId || "?";
@@ -81,13 +83,17 @@ function playRing() {
   const audio = ringing.audio;
   if (!audio) return;
   audio.loop = true;
-  audio.play().catch(() => {
+  ringing.blocked = false;
+  audio.play().then(() => {
+    if (ringing.audio === audio) ringing.playing = true;
+  }, () => {
+    if (ringing.audio === audio) ringing.blocked = true;
     // Autoplay is refused until the person has interacted with the site: ring at their first
     // click or key press, if the call is still ringing by then.
     const retry = () => {
       removeEventListener("pointerdown", retry, true);
       removeEventListener("keydown", retry, true);
-      if (ringing.audio === audio) audio.play().catch(() => {});
+      if (ringing.audio === audio) playRing();
     };
     addEventListener("pointerdown", retry, true);
     addEventListener("keydown", retry, true);
@@ -118,6 +124,7 @@ function stopRing() {
   ringing.audio?.pause();
   ringing.notification?.close();
   ringing.callId = ringing.audio = ringing.notification = null;
+  ringing.playing = ringing.blocked = false;
 }
 
 function checkSlot() {
@@ -209,6 +216,7 @@ class CallPage {
     const socket = new URL(root.dataset.socket, location.href);
     socket.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     this.socketUrl = socket.href;
+    this.videoCall = root.dataset.kind !== "audio";
     this.wantVideo =
       root.dataset.video === "1" && new URLSearchParams(location.search).get("audio") !== "1";
 
@@ -318,7 +326,7 @@ class CallPage {
     } else {
       if (this.peerMedia.muted) parts.push("muted");
       if (this.peerMedia.sharing) parts.push("sharing their screen");
-      else if (!this.peerMedia.camera) parts.push("camera off");
+      else if (!this.peerMedia.camera && this.videoCall) parts.push("camera off");
     }
     this.el.peerState.textContent = parts.join(" · ");
     const showsVideo =
