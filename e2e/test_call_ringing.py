@@ -555,7 +555,11 @@ def test_an_incoming_call_and_call_rows_look_right_on_desktop_and_phone(
     room_services.message_post(room=conversation, author=bob, body="Sorry, call me at six.")
     room_services.message_post_row(room=conversation, author=bob, body="Audio call · 1:02:45")
 
-    for name, options in (("desktop", {}), ("phone", PHONE)):
+    for name, options in (
+        ("desktop", {}),
+        ("phone", PHONE),
+        ("desktop-dark", {"color_scheme": "dark"}),
+    ):
         ada_page = console_errors(member_context(ada).new_page())
         bob_page = console_errors(member_context(bob, **options).new_page())
         bob_page.goto(conversation.get_absolute_url())
@@ -565,7 +569,7 @@ def test_an_incoming_call_and_call_rows_look_right_on_desktop_and_phone(
         # The sidebar's call buttons: a mouse finds them over the row it points at; a phone
         # shows them always, beside the row.
         margaret = contact_list(bob_page).get_by_role("listitem").filter(has_text="Margaret")
-        if name == "desktop":
+        if not options.get("is_mobile"):
             margaret.hover()
         expect(margaret.locator(".call-buttons")).to_have_css("opacity", "1")
         expect(margaret.get_by_role("button", name=re.compile("^Video call"))).to_be_visible()
