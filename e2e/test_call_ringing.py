@@ -3,9 +3,12 @@ and stops in all of them once answered or declined in one; the caller reads how 
 busy, no answer); a missed call is said and kept as a row in the conversation; a hidden tab shows
 a notification; and all of it works with caller and callee on two server processes over Redis.
 
-Assertions marked "call.js" need static/js/call.js (the ring is played and the notification shown
-by the module; the server only renders the slot). Those marked "call socket" need the call
-socket (/ws/calls/<id>/) that tells the caller's call page the call was answered.
+What each part needs beyond the foundation: the caller's click lands on the call page
+(templates/calls/call.html, branch media), which opens the call socket (calls/consumers.py, branch
+socket, with calls/ice.py from branch turn): without them the page or its console fails.
+Assertions marked "call.js" need static/js/call.js (it plays the ring, shows the notification,
+and takes a call page back to the conversation once the call ends; the server only renders the
+slot).
 """
 
 import re
@@ -355,10 +358,11 @@ def test_calling_someone_already_in_a_call_leaves_their_call_alone_and_rings_now
 
 @pytest.mark.xfail(
     strict=True,
-    reason="A busy call ends inside call_start, and the caller's page then loads the call page "
-    "of an ended call: it says 'The call has ended.' and call.js leaves for the conversation. "
-    "The slot's 'is in another call' is pushed to the page being left, and no page after it "
-    "shows it (lead: views.call_start / media: call.html for an ended call).",
+    reason="A busy call ends inside call_start, and the view still sends the caller to that "
+    "call's page, which says only 'The call has ended.'; the slot's 'Bob Marley is in another "
+    "call' is pushed to the page being left, and no page after it shows it (lead: views.call_start "
+    "could tell it with a notice and send her back; or call.html could say how an ended call "
+    "ended).",
 )
 def test_calling_someone_already_in_a_call_tells_the_caller_they_are_busy(
     bob_in_a_call_with_ada, console_errors
