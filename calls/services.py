@@ -43,10 +43,13 @@ ENDED_ALREADY = "This call has already ended."
 
 
 def call_of(member, call_id: int) -> Call:
-    """The member's call with this id, as it is now. Call.DoesNotExist if it is not theirs."""
+    """The member's call with this id, as it is now. Call.DoesNotExist if it is not theirs.
+
+    A silent call (to someone who blocked the caller) is not the callee's: it never rang for
+    them, so they cannot answer it by its id, and it cannot take them into a call off their line."""
     calls_expire(member_id=member.pk)
     return Call.objects.select_related("caller", "callee", "room").get(
-        Q(caller=member) | Q(callee=member), pk=call_id
+        Q(caller=member) | Q(callee=member, silent=False), pk=call_id
     )
 
 

@@ -190,6 +190,21 @@ def test_a_silent_call_ends_as_missed_after_the_ring_timeout_and_posts_no_row(pa
     assert fragments.ended_text(call, ada) == "No answer from Bob."
 
 
+def test_the_member_who_blocked_you_cannot_answer_or_see_the_silent_call(pair):
+    ada, bob = pair
+    contacts.member_block(blocker=bob, username="ada")
+    call = ring(ada, bob)
+    for action in (services.call_accept, services.call_decline, services.call_hangup):
+        with pytest.raises(Call.DoesNotExist):
+            action(call_id=call.pk, member=bob)
+    with pytest.raises(Call.DoesNotExist):
+        services.call_of(bob, call.pk)
+    call = fresh(call)
+    assert call.state == Call.State.RINGING
+    assert not in_call(bob)
+    assert lines() == {ada.pk: call.pk}
+
+
 def test_calling_while_in_a_call_is_refused_and_saves_nothing(pair, carol):
     ada, bob = pair
     befriend(ada, carol)
