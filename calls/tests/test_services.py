@@ -254,6 +254,64 @@ def test_a_caller_whose_call_was_busy_can_call_again(pair, carol):
     assert ring(ada, bob).state == Call.State.RINGING
 
 
+def race(*jobs) -> list[str]:
+    """Run each job in its own thread, all at once: what each one gave ("ok", or the refusal)."""
+    barrier, outcomes = threading.Barrier(len(jobs)), [None] * len(jobs)
+
+    def run(index, job):
+        try:
+            barrier.wait()
+            job()
+            outcomes[index] = "ok"
+        except Refused as refusal:
+            outcomes[index] = str(refusal)
+        except Exception as error:  # shown by the test, rather than lost in a thread
+            outcomes[index] = f"error: {error!r}"
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def assert_lines_consistent() -> None:
+    """Every live call holds both its lines (one, if silent); no line points at an ended call."""
+    for call in Call.objects.all():
+        held = set(Line.objects.filter(call=call).values_list("member_id", flat=True))
+        if call.is_live:
+            assert held == ({call.caller_id} if call.silent else {call.caller_id, call.callee_id})
+        else:
+            assert held == set()
+
+
+@pytest.mark.django_db(transaction=True)
+@needs_row_locks
+def test_two_calls_to_one_member_at_once_ring_once_and_the_other_is_busy(pair, carol):
+    ada, bob = pair
+    befriend(carol, bob)
+    outcomes = race(lambda: ring(ada, bob), lambda: ring(carol, bob))
+    assert outcomes == ["ok", "ok"]
+    assert sorted(Call.objects.values_list("state", "outcome")) == [
+        ("ended", "busy"),
+        ("ringing", ""),
+    ]
+    assert_lines_consistent()
+
+
+@pytest.mark.django_db(transaction=True)
+@needs_row_locks
+def test_a_double_clicked_call_button_rings_once(pair):
+    ada, bob = pair
+    outcomes = race(lambda: ring(ada, bob), lambda: ring(ada, bob))
+    assert sorted(outcomes) == ["You are already in a call. Hang up first.", "ok"]
+    assert Call.objects.count() == 1
+    assert_lines_consistent()
+
+
 # --- Answering -------------------------------------------------------------------------------
 
 
