@@ -87,9 +87,16 @@ def call_start(*, caller, callee, video: bool) -> Call:
             silent=blocked,
             caller_seen_at=now,
         )
-        if not _take_line(caller.pk, call):
+        # Both lines in one order, the lower member id first: two members calling each other
+        # at once would otherwise each take their own line and wait on the other's, a deadlock
+        # PostgreSQL ends with an error.
+        free = {
+            member_id: _take_line(member_id, call)
+            for member_id in sorted({caller.pk} if blocked else {caller.pk, callee.pk})
+        }
+        if not free[caller.pk]:
             raise Refused("You are already in a call. Hang up first.")  # rolls the call back
-        if not blocked and not _take_line(callee.pk, call):
+        if not free.get(callee.pk, True):
             _end(call, Call.Outcome.BUSY, from_states=[Call.State.RINGING])
         else:
             transaction.on_commit(lambda: call_announce(call.pk))

@@ -2,6 +2,7 @@
 it leaves behind (lines, presence, the row in the direct conversation)."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -309,6 +310,26 @@ def test_a_double_clicked_call_button_rings_once(pair):
     outcomes = race(lambda: ring(ada, bob), lambda: ring(ada, bob))
     assert sorted(outcomes) == ["You are already in a call. Hang up first.", "ok"]
     assert Call.objects.count() == 1
+    assert_lines_consistent()
+
+
+@pytest.mark.django_db(transaction=True)
+@needs_row_locks
+def test_two_members_calling_each_other_at_once_get_words_not_an_error(pair, monkeypatch):
+    ada, bob = pair
+    real_take_line, first = services._take_line, threading.local()
+
+    def take_line_then_pause(member_id, call):
+        taken = real_take_line(member_id, call)
+        if not getattr(first, "done", False):
+            first.done = True
+            time.sleep(0.3)  # each now holds the line it took first, whatever the scheduling
+        return taken
+
+    monkeypatch.setattr(services, "_take_line", take_line_then_pause)
+    outcomes = race(lambda: ring(ada, bob), lambda: ring(bob, ada))
+    assert not [outcome for outcome in outcomes if outcome.startswith("error")]
+    assert Call.objects.filter(state=Call.State.RINGING).count() == 1
     assert_lines_consistent()
 
 
