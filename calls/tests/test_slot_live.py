@@ -420,8 +420,16 @@ async def test_names_full_of_html_are_text_in_the_pushed_slot(member, tab):
     mallory, bob = await member("mallory", hostile), await member("bob", "Bob")
     await befriend(mallory, bob)
     bob_tab = await tab(bob)
-    await ring(mallory, bob)
-    frame = await slot_frame(bob_tab, "incoming")
-    assert hostile not in frame
-    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in frame
-    await close(bob_tab)
+    mallory_tab = await tab(mallory)
+    call = await ring(mallory, bob)
+    await run(services.call_cancel, call_id=call.pk, member=mallory)
+    frames = [
+        await slot_frame(bob_tab, "incoming"),
+        await slot_frame(bob_tab, "ended"),
+        await slot_frame(mallory_tab, "ended"),
+    ]
+    for frame in frames:
+        assert hostile not in frame
+    assert "<strong>&lt;img src=x onerror=&quot;alert(1)&quot;&gt;</strong> is calling" in frames[0]
+    assert "Missed call from &lt;img src=x onerror=&quot;alert(1)&quot;&gt;." in frames[1]
+    await close(bob_tab, mallory_tab)
