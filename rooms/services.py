@@ -252,13 +252,16 @@ def message_post_row(
 
     Not a member's message: no flood limit, and written even to a read-only conversation
     (the call happened while they were contacts). It counts as unread for every member but
-    those in `seen_by` (ids): a missed call is news to the callee, not to the caller."""
+    those in `seen_by` (ids): a missed call is news to the callee, not to the caller. One who
+    has unread messages before it gets it as unread too: a count cannot skip a row."""
     with transaction.atomic():
         locked = Room.objects.select_for_update().get(pk=room.pk)
         seq = locked.last_seq + 1
         Room.objects.filter(pk=room.pk).update(last_seq=seq, last_activity_at=timezone.now())
         message = Message.objects.create(room=room, seq=seq, author=author, body=body, kind=kind)
-        Membership.objects.filter(room=room, member_id__in=list(seen_by)).update(last_read_seq=seq)
+        Membership.objects.filter(
+            room=room, member_id__in=list(seen_by), last_read_seq=seq - 1
+        ).update(last_read_seq=seq)
         transaction.on_commit(lambda: message_announce(message))
     return message
 
