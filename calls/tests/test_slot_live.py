@@ -2,6 +2,7 @@
 and the sweep that ends overdue calls with no request made."""
 
 import asyncio
+import threading
 from datetime import timedelta
 
 import pytest
@@ -11,8 +12,9 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from accounts import services as contacts
-from calls import services
+from calls import services, sweep
 from calls.models import Call
+from calls.sweep import ensure_sweeping, release_sweeping
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -433,3 +435,39 @@ async def test_names_full_of_html_are_text_in_the_pushed_slot(member, tab):
     assert "<strong>&lt;img src=x onerror=&quot;alert(1)&quot;&gt;</strong> is calling" in frames[0]
     assert "Missed call from &lt;img src=x onerror=&quot;alert(1)&quot;&gt;." in frames[1]
     await close(bob_tab, mallory_tab)
+
+
+# --- The sweep itself ------------------------------------------------------------------------
+
+
+async def test_the_sweep_runs_once_per_process_however_many_sockets_join(settings):
+    settings.CALL_SWEEP = 0.05
+    ensure_sweeping()
+    task = sweep._sweep().task
+    ensure_sweeping()
+    assert sweep._sweep().task is task
+    release_sweeping()
+    assert not task.done()  # one socket still open
+    release_sweeping()
+    await asyncio.sleep(0)
+    assert task.cancelled()
+
+
+async def test_the_sweep_goes_on_after_a_failure(settings, monkeypatch, caplog):
+    settings.CALL_SWEEP = 0.05
+    runs, ran_again = [], threading.Event()
+
+    def expire():
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("the database went away for a moment")
+        ran_again.set()
+        return 0
+
+    monkeypatch.setattr(sweep, "calls_expire", expire)
+    ensure_sweeping()
+    try:
+        assert await asyncio.to_thread(ran_again.wait, 4)
+    finally:
+        release_sweeping()
+    assert "Ending overdue calls failed" in caplog.text
