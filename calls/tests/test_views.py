@@ -208,6 +208,21 @@ def test_accepting_audio_only_goes_to_the_call_page_without_video(pair):
     assert fresh(call).state == Call.State.ACTIVE
 
 
+def test_a_second_accept_from_another_tab_says_where_the_call_went(pair):
+    ada, bob = pair
+    call = ring(ada, bob)
+    first, second = client_of(bob), client_of(bob)
+    assert first.post(f"/calls/{call.pk}/accept/", headers=HTMX)["HX-Redirect"] == (
+        f"/calls/{call.pk}/"
+    )
+    response = second.post(
+        f"/calls/{call.pk}/accept/", headers=HTMX | {"Referer": "http://testserver/rooms/"}
+    )
+    assert response["HX-Redirect"] == "http://testserver/rooms/"
+    assert "You answered this call in another tab." in second.get("/").text
+    assert fresh(call).state == Call.State.ACTIVE
+
+
 def test_the_caller_accepting_is_refused_with_words(pair):
     ada, bob = pair
     call = ring(ada, bob)
@@ -394,6 +409,18 @@ def test_a_page_load_ends_a_call_that_rang_out_and_shows_no_call(pair, settings)
     assert 'data-call-state="none"' in slot
     assert "is calling you" not in slot
     assert fresh(call).outcome == Call.Outcome.MISSED
+
+
+def test_a_busy_members_pages_keep_showing_their_own_call(pair, carol):
+    ada, bob = pair
+    befriend(bob, carol)
+    theirs = ring(carol, bob)
+    services.call_accept(call_id=theirs.pk, member=bob)
+    client_of(ada).post("/calls/new/bob/")
+    slot = slot_of(client_of(bob).get("/").text)
+    assert f'data-call-id="{theirs.pk}"' in slot
+    assert "In a call with <strong>Carol</strong>" in slot
+    assert "Ada" not in slot
 
 
 def test_nobody_else_sees_the_call_in_their_slot(pair, carol):
