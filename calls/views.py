@@ -52,6 +52,10 @@ def call_start(request: HtmxHttpRequest, username: str) -> HttpResponse:
         )
     except Refused as refusal:
         return _refused(request, refusal, reverse("home"))
+    if call.outcome == Call.Outcome.BUSY:
+        # Ended before it rang: say so where the caller is, rather than on an ended call's page.
+        messages.warning(request, fragments.ended_text(call, request.user))
+        return _go(request, _back(request, reverse("home")))
     return _go(request, call.get_absolute_url())
 
 
@@ -69,6 +73,8 @@ def call_page(request: HtmxHttpRequest, call_id: int) -> HttpResponse:
             "audio_only": not call.video or request.GET.get("audio") == "1",
             "polite": call.callee_id == request.user.pk,
             "return_url": _conversation(call),
+            # How it ended, for a call page opened (or reloaded) after the end.
+            "ended_text": "" if call.is_live else fragments.ended_text(call, request.user),
         },
     )
 
