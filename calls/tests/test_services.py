@@ -751,6 +751,21 @@ def test_expiring_twice_ends_a_call_once(pair, settings):
     assert rows(ada, bob) == ["Missed video call"]
 
 
+@pytest.mark.django_db(transaction=True)
+@needs_row_locks
+def test_three_processes_sweeping_at_once_end_each_call_once(pair, settings):
+    ada, bob = pair
+    settings.CALL_RING_TIMEOUT = 5
+    age(ring(ada, bob), created_at=6)
+    ended = []
+    outcomes = race(*[lambda: ended.append(services.calls_expire()) for _ in range(3)])
+    assert outcomes == ["ok", "ok", "ok"]
+    assert sum(ended) == 1
+    assert rows(ada, bob) == ["Missed video call"]
+    assert unread(bob, ada) == 1
+    assert_lines_consistent()
+
+
 def test_reading_a_members_call_ends_it_first_when_overdue(pair, settings):
     ada, bob = pair
     settings.CALL_RING_TIMEOUT = 5
