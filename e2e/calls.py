@@ -7,7 +7,6 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from accounts import services as contact_services
-from e2e.helpers import SCREENS
 from rooms import services as room_services
 
 CALL_URL = re.compile(r"/calls/(\d+)/(\?audio=1)?$")
@@ -173,15 +172,4 @@ def write_y4m(path: Path, width=640, height=480, frames=12) -> Path:
                 start = y * width + left
                 picture[start : start + side] = bytes([235]) * side
             out.write(b"FRAME\n" + bytes(picture) + chroma)
-    return path
-
-
-def screenshot(page, name: str) -> Path:
-    """e2e.helpers.screenshot, with the caret left alone. Playwright hides it by setting each
-    input's style and restoring it, which leaves `style=""` behind; htmx's settle then copies
-    that attribute in an out-of-band swap (#room-seq), and the CSP refuses it, as a console
-    error."""
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    path = SCREENS / f"{name}.png"
-    page.screenshot(path=path, full_page=True, caret="initial")
     return path

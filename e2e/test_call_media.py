@@ -15,7 +15,6 @@ from e2e.calls import (
     make_contacts,
     open_both,
     peer_state,
-    screenshot,
     start_call,
     wait_connected,
     wait_media_flowing,
@@ -25,7 +24,7 @@ from e2e.calls import (
     write_y4m,
 )
 from e2e.conftest import CHROMIUM_FLAGS, chromium_path
-from e2e.helpers import DESKTOP, PHONE, has_no_sideways_scroll
+from e2e.helpers import DESKTOP, PHONE, has_no_sideways_scroll, screenshot
 
 RETURN_MS = 15_000
 
