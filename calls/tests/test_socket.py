@@ -2,8 +2,6 @@
 
 import asyncio
 import json
-import sys
-import types
 
 import pytest
 from channels.db import database_sync_to_async
@@ -33,20 +31,6 @@ CANDIDATE = {
 @pytest.fixture(autouse=True)
 def fresh_cache():
     cache.clear()  # contact-request limits and presence, in Redis, outlive a test
-
-
-@pytest.fixture(autouse=True)
-def ice_until_it_lands(monkeypatch):
-    """calls/ice.py is the turn line's: until it is merged, a stand-in with its interface."""
-    try:
-        import calls.ice  # noqa: F401
-    except ImportError:
-        stand_in = types.ModuleType("calls.ice")
-        stand_in.ice_config = lambda *, member_id, call_id: {
-            "iceServers": [],
-            "iceTransportPolicy": "all",
-        }
-        monkeypatch.setitem(sys.modules, "calls.ice", stand_in)
 
 
 @pytest.fixture

@@ -5,18 +5,15 @@ import json
 
 import pytest
 import websockets
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 
 from accounts import services as account_services
 from calls import services
+from calls.consumers import in_a_task  # closes its connection: none is left for teardown
 from parley.tests.live_server import LiveServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
-
-# The servers import the whole site, the call socket with calls/ice.py (the turn line's).
-pytest.importorskip("calls.ice")
 
 SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=x:<b>bold</b>\r\n"
 
@@ -63,10 +60,10 @@ async def test_caller_and_callee_on_two_processes_signal_through_redis(
     call, ada, bob = answered
     first, second = two_servers
     ada_socket, ada_welcome = await open_call(
-        first, call, await database_sync_to_async(session_cookie_factory)(ada)
+        first, call, await in_a_task(session_cookie_factory)(ada)
     )
     bob_socket, bob_welcome = await open_call(
-        second, call, await database_sync_to_async(session_cookie_factory)(bob)
+        second, call, await in_a_task(session_cookie_factory)(bob)
     )
     assert await next_frame(ada_socket) == {"type": "ready", "peer": bob_welcome["seat"]}
     assert await next_frame(bob_socket) == {"type": "ready", "peer": ada_welcome["seat"]}
@@ -86,7 +83,7 @@ async def test_caller_and_callee_on_two_processes_signal_through_redis(
     assert await next_frame(ada_socket) == {"type": "peer-away"}
 
     # Hanging up (on whichever process) closes the caller's page for good.
-    await database_sync_to_async(services.call_hangup)(call_id=call.pk, member=ada)
+    await in_a_task(services.call_hangup)(call_id=call.pk, member=ada)
     with pytest.raises(websockets.ConnectionClosed) as closed:
         await next_frame(ada_socket)
     assert closed.value.rcvd.code == 4005
