@@ -31,14 +31,13 @@ from collections import deque
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 
 from calls import services, sweep
 from calls.ice import ice_config
 from calls.models import Call, seat_group
 from parley.live.members import LOGGED_OUT, member_group
 from parley.live.sessions import SocketSession
-from parley.live.sockets import LiveSocket
+from parley.live.sockets import LiveSocket, in_a_task
 
 logger = logging.getLogger(__name__)
 
@@ -70,25 +69,6 @@ BAD_CANDIDATE = (
 )
 CANDIDATE_TOO_LARGE = "The ICE candidate is too large: at most 2 KiB."
 BAD_STATE = "A state message must say muted, camera and sharing, each true or false."
-
-
-def in_a_task(work):
-    """`work` (sync, reads the database) for a socket's background task to await.
-
-    database_sync_to_async closes connections outside the context the work ran in: the
-    connection it opens is handed back to the awaiting task and closed at the next event a
-    consumer handles. A background task handles no events, and one cancelled while the work
-    runs (the socket closed) never even gets the connection back: it is lost to the pool
-    until a garbage collection. So the work closes its own connection, in its own context.
-    """
-
-    def run(*args, **kwargs):
-        try:
-            return work(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return database_sync_to_async(run)
 
 
 class FrameError(ValueError):

@@ -14,10 +14,10 @@ import asyncio
 import logging
 import weakref
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from calls.services import calls_expire
+from parley.live.sockets import in_a_task
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class _Sweep:
         while True:
             await asyncio.sleep(settings.CALL_SWEEP)
             try:
-                await database_sync_to_async(calls_expire)()
+                await in_a_task(calls_expire)()
             except Exception:
                 logger.exception("Ending overdue calls failed")
 

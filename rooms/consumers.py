@@ -17,7 +17,7 @@ from channels.db import database_sync_to_async
 from parley.fragments import notice_fragment
 from parley.live.members import LOGGED_OUT
 from parley.live.sessions import RECHECK, SocketSession
-from parley.live.sockets import LiveSocket
+from parley.live.sockets import LiveSocket, in_a_task
 from rooms import fragments, selectors, services
 from rooms.hub import get_hub
 from rooms.presence import room_presence, room_presence_changed
@@ -90,7 +90,7 @@ class RoomConsumer(LiveSocket):
             return None
         try:
             frame = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[" nested past the parser
             return None
         return frame if isinstance(frame, dict) else None
 
@@ -172,7 +172,7 @@ class RoomConsumer(LiveSocket):
 
     async def recheck_session(self, event: dict) -> None:
         try:
-            if not await database_sync_to_async(self.session.still_signs_in)(event):
+            if not await in_a_task(self.session.still_signs_in)(event):
                 await self.send(text_data=notice_fragment(SIGNED_OUT_NOTICE, level="info"))
                 await self.close(LOGGED_OUT)
         except Exception:

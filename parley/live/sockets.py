@@ -11,7 +11,9 @@ cancelled the socket.
 import asyncio
 import logging
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import close_old_connections
 
 logger = logging.getLogger(__name__)
 
@@ -39,3 +41,22 @@ class LiveSocket(AsyncWebsocketConsumer):
             await self.leave()
         except Exception:
             logger.exception("%s: leaving failed", type(self).__name__)
+
+
+def in_a_task(work):
+    """`work` (sync, reads the database) for a socket's background task to await.
+
+    database_sync_to_async closes connections outside the context the work ran in: the
+    connection it opens is handed back to the awaiting task and closed at the next event a
+    consumer handles. A background task handles no events, and one cancelled while the work
+    runs (the socket closed) never even gets the connection back: it is lost to the pool
+    until a garbage collection. So the work closes its own connection, in its own context.
+    """
+
+    def run(*args, **kwargs):
+        try:
+            return work(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return database_sync_to_async(run)

@@ -202,6 +202,7 @@ async def test_a_retried_send_with_the_same_key_is_saved_once(room_factory, user
     [
         ("not json at all", "could not be understood"),
         ("[1, 2, 3]", "could not be understood"),
+        ("[" * 60000, "could not be understood"),  # nested past the parser: RecursionError
         (json.dumps({"body": "no action"}), "could not be understood"),
         (json.dumps({"action": "send", "key": "k"}), "could not be understood"),
         (json.dumps({"action": "send", "body": 42, "key": "k"}), "could not be understood"),
