@@ -43,10 +43,13 @@ ENDED_ALREADY = "This call has already ended."
 
 
 def call_of(member, call_id: int) -> Call:
-    """The member's call with this id, as it is now. Call.DoesNotExist if it is not theirs."""
+    """The member's call with this id, as it is now. Call.DoesNotExist if it is not theirs.
+
+    A silent call (to someone who blocked the caller) is not the callee's: it never rang for
+    them, so they cannot answer it by its id, and it cannot take them into a call off their line."""
     calls_expire(member_id=member.pk)
     return Call.objects.select_related("caller", "callee", "room").get(
-        Q(caller=member) | Q(callee=member), pk=call_id
+        Q(caller=member) | Q(callee=member, silent=False), pk=call_id
     )
 
 
@@ -84,9 +87,16 @@ def call_start(*, caller, callee, video: bool) -> Call:
             silent=blocked,
             caller_seen_at=now,
         )
-        if not _take_line(caller.pk, call):
+        # Both lines in one order, the lower member id first: two members calling each other
+        # at once would otherwise each take their own line and wait on the other's, a deadlock
+        # PostgreSQL ends with an error.
+        free = {
+            member_id: _take_line(member_id, call)
+            for member_id in sorted({caller.pk} if blocked else {caller.pk, callee.pk})
+        }
+        if not free[caller.pk]:
             raise Refused("You are already in a call. Hang up first.")  # rolls the call back
-        if not blocked and not _take_line(callee.pk, call):
+        if not free.get(callee.pk, True):
             _end(call, Call.Outcome.BUSY, from_states=[Call.State.RINGING])
         else:
             transaction.on_commit(lambda: call_announce(call.pk))
