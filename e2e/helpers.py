@@ -9,10 +9,14 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touc
 
 
 def screenshot(page, name: str) -> Path:
-    """Save a full-page screenshot to test-results/screens/, for a person to look at."""
+    """Save a full-page screenshot to test-results/screens/, for a person to look at.
+
+    The caret is left alone: Playwright hides it by setting each input's style and restoring
+    it, which leaves `style=""` behind; htmx's settle then copies that attribute in an
+    out-of-band swap (#room-seq), and the CSP refuses it, as a console error."""
     SCREENS.mkdir(parents=True, exist_ok=True)
     path = SCREENS / f"{name}.png"
-    page.screenshot(path=path, full_page=True)
+    page.screenshot(path=path, full_page=True, caret="initial")
     return path
 
 

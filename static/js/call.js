@@ -1,0 +1,1056 @@
+// Parley's one hand-written script: an ES module served by this site (script-src 'self').
+//
+// On every signed-in page it rings for an incoming call in #call-slot (and shows a browser
+// notification when the tab is hidden). On the call page (#call) it does the WebRTC: camera
+// and microphone, the call socket, and one RTCPeerConnection with the "perfect negotiation"
+// pattern (the callee is the polite side).
+//
+// Everything else on the page is server-rendered. Nothing that arrives over the socket is ever
+// parsed as HTML: this module writes only textContent and attributes, and only its own words.
+
+const SELECTORS = {
+  slot: "#call-slot",
+  ring: ".call-slot__ring",
+  notify: "[data-call-notify]",
+  call: "#call",
+  status: "#call-status",
+  timer: "#call-timer",
+  quality: "#call-quality",
+  problem: "#call-problem",
+  problemText: "#call-problem-text",
+  retry: "#call-retry",
+  joinAudio: "#call-join-audio",
+  joinNone: "#call-join-none",
+  play: "#call-play",
+  remote: "#call-remote",
+  remoteVideo: "#remote-video",
+  local: "#call-local",
+  localVideo: "#local-video",
+  peerState: "#peer-state",
+  mute: "#call-mute",
+  camera: "#call-camera",
+  share: "#call-share",
+  mic: "#call-mic",
+  camSelect: "#call-cam-select",
+};
+
+const QUALITY_EVERY_MS = 2000;
+const RESTART_GRACE_MS = 1000; // a "disconnected" often heals by itself within a second
+const RESTART_BACKOFF_MS = [2000, 3000, 5000, 8000];
+const CONNECT_DEADLINE_MS = 15000; // no media path at all by then: say so
+const RETURN_AFTER_MS = 2000;
+const SOCKET_BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
+
+const TEXT = {
+  ringing: (name) => `Calling ${name}…`,
+  connecting: (name) => `Connecting to ${name}…`,
+  connected: "Connected",
+  reconnecting: "Reconnecting …",
+  ended: "The call has ended.",
+  moved: "This call continues in another tab.",
+  loggedOut: "You have been logged out, so the call has stopped.",
+  noPath: "The network between you blocks calls; ask your admin about TURN.",
+  turnRefused:
+    "The TURN server refused the credentials for this call, so it cannot be relayed; ask your admin to check the TURN settings.",
+  lost: (name) => `The connection to ${name} was lost. Trying again…`,
+  denied:
+    "Parley is not allowed to use your camera or microphone. Allow them for this site in your browser's settings and try again, or join without them.",
+  noCamera: "No camera was found. You can join with your microphone only.",
+  noMicrophone: "No microphone was found. You can join without it.",
+  noDevices: "No camera or microphone was found. You can still see and hear the other side.",
+  busyDevice:
+    "Your camera or microphone is in use by another program. Close it and try again, or join without them.",
+  insecure: "This browser allows cameras and microphones only on secure (https) pages.",
+  otherMedia: "Your camera or microphone could not be started. Try again, or join without them.",
+  shareFailed: "Screen sharing did not start.",
+  notification: (name) => `${name} is calling you`,
+};
+
+// --- Ringing, on every page ------------------------------------------------------------------
+
+// What rings now; tests read it as window.parleyRing.
+const ringing = { callId: null, audio: null, notification: null, playing: false, blocked: false };
+window.parleyRing = ringing;
+
+function startRing(slot) {
+  ringing.callId = slot.dataset.callId || "?";
+  ringing.audio = slot.querySelector(SELECTORS.ring);
+  playRing();
+  if (document.hidden) notifyIncoming(slot);
+}
+
+function playRing() {
+  const audio = ringing.audio;
+  if (!audio) return;
+  audio.loop = true;
+  ringing.blocked = false;
+  audio.play().then(() => {
+    if (ringing.audio === audio) ringing.playing = true;
+  }, () => {
+    if (ringing.audio === audio) ringing.blocked = true;
+    // Autoplay is refused until the person has interacted with the site: ring at their first
+    // click or key press, if the call is still ringing by then.
+    const retry = () => {
+      removeEventListener("pointerdown", retry, true);
+      removeEventListener("keydown", retry, true);
+      if (ringing.audio === audio) playRing();
+    };
+    addEventListener("pointerdown", retry, true);
+    addEventListener("keydown", retry, true);
+  });
+}
+
+function notifyIncoming(slot) {
+  if (ringing.notification || !("Notification" in window)) return;
+  if (Notification.permission !== "granted") return;
+  const name = slot.dataset.callerName || "Someone";
+  try {
+    const notification = new Notification(TEXT.notification(name), {
+      tag: `parley-call-${ringing.callId}`, // one per call, however many tabs ring
+      icon: document.querySelector('link[rel="icon"]')?.href,
+      requireInteraction: true,
+    });
+    notification.addEventListener("click", () => {
+      window.focus();
+      notification.close();
+    });
+    ringing.notification = notification;
+  } catch {
+    // Some browsers (Chrome on Android) allow notifications only from a service worker.
+  }
+}
+
+function stopRing() {
+  ringing.audio?.pause();
+  ringing.notification?.close();
+  ringing.callId = ringing.audio = ringing.notification = null;
+  ringing.playing = ringing.blocked = false;
+}
+
+function checkSlot() {
+  const slot = document.querySelector(SELECTORS.slot);
+  const incoming = slot?.dataset.callState === "incoming";
+  const callId = incoming ? slot.dataset.callId || "?" : null;
+  if (callId !== ringing.callId) {
+    stopRing();
+    if (incoming) startRing(slot);
+  } else if (incoming && slot.querySelector(SELECTORS.ring) !== ringing.audio) {
+    // The same call, re-rendered: carry on ringing with the new element.
+    ringing.audio?.pause();
+    ringing.audio = slot.querySelector(SELECTORS.ring);
+    playRing();
+  }
+  wireNotifyButtons();
+  if (slot) document.dispatchEvent(new CustomEvent("parley:call-slot", { detail: { slot } }));
+}
+
+/** Buttons marked data-call-notify ask for notification permission (a user gesture is needed),
+ * and are shown only while the browser has not been asked yet. */
+function wireNotifyButtons() {
+  const askable = "Notification" in window && Notification.permission === "default";
+  for (const button of document.querySelectorAll(SELECTORS.notify)) {
+    button.hidden = !askable;
+    if (button.dataset.wired) continue;
+    button.dataset.wired = "1";
+    button.addEventListener("click", async () => {
+      await Notification.requestPermission();
+      wireNotifyButtons();
+    });
+  }
+}
+
+function watchSlot() {
+  // htmx swaps #call-slot out of band (from the member socket, or a Dismiss): watch for it.
+  let queued = false;
+  new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(() => {
+      queued = false;
+      checkSlot();
+    });
+  }).observe(document.body, {
+    childList: true,
+    subtree: true,
+    attributes: true,
+    attributeFilter: ["data-call-state"],
+  });
+  document.addEventListener("visibilitychange", () => {
+    const slot = document.querySelector(SELECTORS.slot);
+    if (document.hidden && ringing.callId && slot) notifyIncoming(slot);
+  });
+  checkSlot();
+}
+
+// --- The call page ---------------------------------------------------------------------------
+
+function formatDuration(ms) {
+  const total = Math.max(0, Math.floor(ms / 1000));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = String(total % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
+function iceConfig(ice) {
+  // Only the two fields the server sends; the rest of the configuration is ours.
+  const servers = Array.isArray(ice?.iceServers) ? ice.iceServers : [];
+  return {
+    iceServers: servers,
+    iceTransportPolicy: ice?.iceTransportPolicy === "relay" ? "relay" : "all",
+    bundlePolicy: "max-bundle",
+  };
+}
+
+class CallPage {
+  constructor(root) {
+    this.root = root;
+    this.el = {};
+    for (const [name, selector] of Object.entries(SELECTORS)) {
+      this.el[name] = document.querySelector(selector);
+    }
+    this.callId = root.dataset.callId;
+    this.peerName = root.dataset.peerName || "the other side";
+    this.returnUrl = root.dataset.returnUrl || "/";
+    this.slotUrl = root.dataset.slotUrl;
+    const socket = new URL(root.dataset.socket, location.href);
+    socket.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    this.socketUrl = socket.href;
+    this.videoCall = root.dataset.kind !== "audio";
+    this.wantVideo =
+      root.dataset.video === "1" && new URLSearchParams(location.search).get("audio") !== "1";
+
+    this.state = "connecting";
+    this.over = false;
+    // Signalling
+    this.ws = null;
+    this.socketAttempts = 0;
+    this.seat = null;
+    this.peer = null;
+    this.polite = false;
+    this.ice = iceConfig(null);
+    this.pairKey = null;
+    this.queue = Promise.resolve();
+    // Peer connection and its negotiation flags (perfect negotiation)
+    this.pc = null;
+    this.neg = null;
+    this.restartTimer = null;
+    this.restartAttempt = 0;
+    this.deadline = null;
+    this.problemKind = null;
+    // Media
+    this.localStream = new MediaStream();
+    this.remoteStream = new MediaStream();
+    this.audioTrack = null;
+    this.cameraTrack = null;
+    this.screenTrack = null;
+    this.muted = false;
+    this.cameraOn = this.wantVideo;
+    this.sharing = false;
+    this.peerMedia = { muted: false, camera: true, sharing: false };
+    this.peerAway = false;
+    this.remoteFrames = false;
+    this.retired = null;
+    this.quality = null;
+    this.connectedSince = this.startedAt();
+  }
+
+  start() {
+    window.parleyCall = this;
+    if (this.root.dataset.state === "ended") {
+      this.setStatus(TEXT.ended);
+      return;
+    }
+    this.el.localVideo.srcObject = this.localStream;
+    this.bindControls();
+    this.setStatus(TEXT.connecting(this.peerName));
+    this.connect();
+    this.media = this.startMedia({ video: this.wantVideo, audio: true });
+    setInterval(() => this.tick(), 1000);
+    setInterval(() => this.measure(), QUALITY_EVERY_MS);
+    document.addEventListener("parley:call-slot", (event) => this.onSlot(event.detail.slot));
+    addEventListener("pagehide", () => this.stopMedia());
+    navigator.mediaDevices?.addEventListener?.("devicechange", () => this.fillDevices());
+    this.renderControls();
+    this.renderPeer();
+  }
+
+  startedAt() {
+    const value = this.root.dataset.connectedAt || this.root.dataset.answeredAt;
+    const time = value ? Date.parse(value) : NaN;
+    return Number.isNaN(time) ? null : time;
+  }
+
+  // --- Words on the page ----------------------------------------------------------------------
+
+  setState(state) {
+    this.state = state;
+    this.root.dataset.state = state;
+  }
+
+  setStatus(text) {
+    if (this.el.status) this.el.status.textContent = text;
+  }
+
+  showProblem(kind, text, { retry = false, joinAudio = false, joinNone = false } = {}) {
+    this.problemKind = kind;
+    this.el.problemText.textContent = text;
+    this.el.retry.hidden = !retry;
+    this.el.joinAudio.hidden = !joinAudio;
+    this.el.joinNone.hidden = !joinNone;
+    this.el.problem.hidden = false;
+    this.el.problem.dataset.kind = kind;
+  }
+
+  clearProblem(kind) {
+    if (kind && this.problemKind !== kind) return;
+    this.problemKind = null;
+    this.el.problem.hidden = true;
+    this.el.problemText.textContent = "";
+    delete this.el.problem.dataset.kind;
+  }
+
+  tick() {
+    if (this.connectedSince !== null && !this.over) {
+      this.el.timer.textContent = formatDuration(Date.now() - this.connectedSince);
+      this.el.timer.hidden = false;
+    }
+  }
+
+  renderPeer() {
+    const pc = this.pc;
+    const lost = pc && this.everConnected && ["disconnected", "failed"].includes(pc.connectionState);
+    const parts = [];
+    if (this.peerAway || lost) {
+      parts.push("reconnecting …");
+    } else {
+      if (this.peerMedia.muted) parts.push("muted");
+      if (this.peerMedia.sharing) parts.push("sharing their screen");
+      else if (!this.peerMedia.camera && this.videoCall) parts.push("camera off");
+    }
+    this.el.peerState.textContent = parts.join(" · ");
+    const showsVideo =
+      (this.peerMedia.camera || this.peerMedia.sharing) && this.remoteStream.getVideoTracks().length;
+    this.el.remote.dataset.video = showsVideo && this.remoteFrames ? "on" : "off";
+    this.el.remote.dataset.away = this.peerAway || lost ? "1" : "0";
+  }
+
+  renderControls() {
+    const { mute, camera, share } = this.el;
+    mute.disabled = !this.audioTrack;
+    mute.setAttribute("aria-pressed", String(this.muted));
+    mute.querySelector(".call__label").textContent = this.muted ? "Unmute" : "Mute";
+    camera.setAttribute("aria-pressed", String(!this.cameraOn));
+    camera.querySelector(".call__label").textContent = this.cameraOn ? "Camera off" : "Camera on";
+    share.hidden = !navigator.mediaDevices?.getDisplayMedia;
+    share.setAttribute("aria-pressed", String(this.sharing));
+    share.querySelector(".call__label").textContent = this.sharing ? "Stop sharing" : "Share screen";
+    const outgoing = this.outgoingVideo();
+    this.el.local.dataset.video = outgoing ? "on" : "off";
+    this.el.local.dataset.sharing = this.sharing ? "1" : "0";
+  }
+
+  // --- The call socket ------------------------------------------------------------------------
+
+  connect() {
+    if (this.over) return;
+    const ws = new WebSocket(this.socketUrl);
+    this.ws = ws;
+    let opened = false;
+    ws.addEventListener("open", () => {
+      opened = true;
+      this.socketAttempts = 0;
+    });
+    ws.addEventListener("message", (event) => {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (!message || typeof message !== "object") return;
+      // One message at a time, in order: the negotiation depends on it.
+      this.queue = this.queue
+        .then(() => this.handle(message))
+        .catch((error) => console.warn("Parley call:", error));
+    });
+    ws.addEventListener("close", (event) => {
+      if (ws !== this.ws) return;
+      this.ws = null;
+      this.onSocketClose(event.code, opened);
+    });
+  }
+
+  send(frame) {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(frame));
+  }
+
+  async onSocketClose(code, opened) {
+    if (this.over) return;
+    if (code === 4005) return this.ended();
+    if (code === 4004) return this.stop(TEXT.moved, "moved");
+    if (code === 4001) return this.stop(TEXT.loggedOut, "logged-out");
+    if (!opened && this.socketAttempts >= 2 && (await this.callIsOver())) return this.ended();
+    const delay = SOCKET_BACKOFF_MS[Math.min(this.socketAttempts, SOCKET_BACKOFF_MS.length - 1)];
+    this.socketAttempts += 1;
+    setTimeout(() => this.connect(), delay * (0.8 + Math.random() * 0.4));
+  }
+
+  /** A socket that keeps being refused at the handshake may mean the call ended meanwhile:
+   * the member's slot says. */
+  async callIsOver() {
+    if (!this.slotUrl) return false;
+    try {
+      const response = await fetch(this.slotUrl, { headers: { "HX-Request": "true" } });
+      if (!response.ok) return false;
+      const parsed = new DOMParser().parseFromString(await response.text(), "text/html");
+      const slot = parsed.querySelector(SELECTORS.slot);
+      if (!slot) return false;
+      const live = ["incoming", "outgoing", "active"].includes(slot.dataset.callState);
+      return !live || (slot.dataset.callId && slot.dataset.callId !== this.callId);
+    } catch {
+      return false;
+    }
+  }
+
+  onSlot(slot) {
+    // The member socket says the call ended (it can be quicker than the call socket's close).
+    if (this.over || slot.dataset.callState !== "ended") return;
+    if (slot.dataset.callId && slot.dataset.callId !== this.callId) return;
+    this.ended();
+  }
+
+  async handle(message) {
+    if (this.over) return;
+    switch (message.type) {
+      case "welcome":
+        return this.onWelcome(message);
+      case "ready":
+        return this.onReady(message);
+      case "peer-away":
+        this.peerAway = true;
+        this.renderPeer();
+        return;
+      case "description":
+        if (message.from !== this.peer) return;
+        return this.onDescription(message.description);
+      case "candidate":
+        if (message.from !== this.peer) return;
+        return this.onCandidate(message.candidate);
+      case "state":
+        if (message.from !== this.peer) return;
+        return this.onPeerState(message);
+      case "error":
+        console.warn("Parley call: the server refused a frame:", message.message);
+        return;
+      default:
+        return;
+    }
+  }
+
+  onWelcome(message) {
+    this.seat = String(message.seat);
+    this.polite = message.polite === true;
+    this.ice = iceConfig(message.ice);
+    if (this.pc) {
+      try {
+        this.pc.setConfiguration(this.ice); // fresh TURN credentials for the restarts to come
+      } catch (error) {
+        console.warn("Parley call: could not update the ICE servers:", error);
+      }
+    }
+    if (message.state === "ringing") {
+      this.setState("ringing");
+      this.setStatus(TEXT.ringing(this.peerName));
+    }
+  }
+
+  onReady(message) {
+    const peer = String(message.peer);
+    this.peerAway = false;
+    // A seat is one socket: after a reload or a reconnect of either page, both pages see a
+    // new pair of seats, and both start a fresh connection (the old one keeps the picture
+    // until the new one is up). The same pair again is only a repeated "ready".
+    const pair = `${this.seat} ${peer}`;
+    if (!this.pc || pair !== this.pairKey || this.pc.connectionState === "closed") {
+      this.pairKey = pair;
+      this.peer = peer;
+      this.newPeer();
+    }
+    if (this.pc.connectionState === "connected") this.send({ type: "connected" });
+    this.sendState();
+    this.renderPeer();
+  }
+
+  // --- The peer connection --------------------------------------------------------------------
+
+  newPeer() {
+    const old = this.pc;
+    this.closePeer({ keepPicture: old?.connectionState === "connected" });
+    const pc = new RTCPeerConnection(this.ice);
+    this.pc = pc;
+    this.neg = { makingOffer: false, ignoreOffer: false, settingAnswer: false };
+    this.everConnected = false;
+    this.restartAttempt = 0;
+    this.turnRefused = false;
+    this.relayGathered = false;
+    this.remoteStream = new MediaStream();
+    if (!this.retired) this.showRemote();
+    this.setState("connecting");
+    if (this.connectedSince === null) this.setStatus(TEXT.connecting(this.peerName));
+
+    pc.addEventListener("track", ({ track }) => {
+      if (pc !== this.pc) return;
+      for (const old of this.remoteStream.getTracks()) {
+        if (old.kind === track.kind) this.remoteStream.removeTrack(old);
+      }
+      this.remoteStream.addTrack(track);
+      if (!this.retired) this.showRemote();
+      this.renderPeer();
+    });
+    pc.addEventListener("icecandidate", ({ candidate }) => {
+      if (pc !== this.pc || !candidate) return;
+      if (candidate.type === "relay") this.relayGathered = true;
+      this.send({ type: "candidate", candidate: candidate.toJSON() });
+    });
+    pc.addEventListener("icecandidateerror", (event) => {
+      if (pc !== this.pc) return;
+      if (event.errorCode === 401) this.turnRefused = true;
+    });
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc !== this.pc || pc.iceGatheringState !== "complete") return;
+      // Relay only, and no relay candidate: there is no way through, and waiting won't help.
+      if (this.ice.iceTransportPolicy === "relay" && !this.relayGathered && !this.everConnected) {
+        this.noPath();
+      }
+    });
+    pc.addEventListener("connectionstatechange", () => this.onConnectionState(pc));
+    pc.addEventListener("negotiationneeded", () => this.offer(pc));
+
+    // The impolite side (the caller) makes the offer, with both kinds of media in it from the
+    // start: camera off, screen share and device changes are then replaceTrack, never a new
+    // negotiation. The polite side answers into these transceivers (attachTracks).
+    if (!this.polite) {
+      pc.addTransceiver(this.audioTrack ?? "audio", { direction: "sendrecv" });
+      pc.addTransceiver(this.outgoingVideo() ?? "video", { direction: "sendrecv" });
+    }
+    clearTimeout(this.deadline);
+    this.deadline = setTimeout(() => {
+      if (pc === this.pc && !this.everConnected) this.noPath();
+    }, CONNECT_DEADLINE_MS);
+    return pc;
+  }
+
+  closePeer({ keepPicture = false } = {}) {
+    clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+    clearTimeout(this.deadline);
+    this.dropRetired();
+    if (this.pc && keepPicture) {
+      // Make before break: the old connection may still carry media (only the socket
+      // reconnected); it stays on screen until the new one connects, for a while at most.
+      const retired = this.pc;
+      this.retired = retired;
+      setTimeout(() => this.retired === retired && this.dropRetired(), CONNECT_DEADLINE_MS);
+    } else {
+      this.pc?.close();
+    }
+    this.pc = null;
+  }
+
+  dropRetired() {
+    this.retired?.close();
+    this.retired = null;
+    if (this.pc) this.showRemote();
+  }
+
+  showRemote() {
+    const video = this.el.remoteVideo;
+    if (video.srcObject !== this.remoteStream) {
+      video.srcObject = this.remoteStream;
+      this.remoteFrames = false;
+    }
+    this.playRemote();
+  }
+
+  noPath() {
+    this.showProblem("path", this.turnRefused ? TEXT.turnRefused : TEXT.noPath);
+  }
+
+  async offer(pc) {
+    if (pc !== this.pc) return;
+    try {
+      this.neg.makingOffer = true;
+      await pc.setLocalDescription();
+      if (pc === this.pc) {
+        this.send({ type: "description", description: pc.localDescription.toJSON() });
+      }
+    } catch (error) {
+      console.warn("Parley call: could not make an offer:", error);
+    } finally {
+      if (pc === this.pc) this.neg.makingOffer = false;
+    }
+  }
+
+  async onDescription(description) {
+    if (!description || !["offer", "answer"].includes(description.type)) return;
+    if (typeof description.sdp !== "string") return;
+    const pc = this.pc ?? this.newPeer();
+    const neg = this.neg;
+    const readyForOffer = !neg.makingOffer && (pc.signalingState === "stable" || neg.settingAnswer);
+    const collision = description.type === "offer" && !readyForOffer;
+    neg.ignoreOffer = !this.polite && collision;
+    if (neg.ignoreOffer) return;
+    neg.settingAnswer = description.type === "answer";
+    try {
+      await pc.setRemoteDescription({ type: description.type, sdp: description.sdp });
+    } finally {
+      neg.settingAnswer = false;
+    }
+    if (description.type === "offer") {
+      await this.attachTracks(pc);
+      await pc.setLocalDescription();
+      if (pc === this.pc) {
+        this.send({ type: "description", description: pc.localDescription.toJSON() });
+      }
+    }
+  }
+
+  async onCandidate(candidate) {
+    const pc = this.pc;
+    if (!pc || !candidate || typeof candidate.candidate !== "string") return;
+    try {
+      await pc.addIceCandidate({
+        candidate: candidate.candidate,
+        sdpMid: candidate.sdpMid ?? null,
+        sdpMLineIndex: candidate.sdpMLineIndex ?? null,
+        usernameFragment: candidate.usernameFragment ?? null,
+      });
+    } catch (error) {
+      if (!this.neg.ignoreOffer) console.warn("Parley call: a candidate did not apply:", error);
+    }
+  }
+
+  /** The polite side's transceivers come from the offer; send our tracks on them. */
+  async attachTracks(pc) {
+    for (const transceiver of pc.getTransceivers()) {
+      if (transceiver.stopped || transceiver.currentDirection === "stopped") continue;
+      const kind = transceiver.receiver.track.kind;
+      if (transceiver.direction !== "sendrecv") transceiver.direction = "sendrecv";
+      const track = kind === "audio" ? this.audioTrack : this.outgoingVideo();
+      if (transceiver.sender.track !== track) await transceiver.sender.replaceTrack(track);
+    }
+  }
+
+  sender(kind) {
+    return this.pc
+      ?.getTransceivers()
+      .find((t) => !t.stopped && t.receiver.track.kind === kind && t.direction === "sendrecv")
+      ?.sender;
+  }
+
+  async sendTrack(kind, track) {
+    const sender = this.sender(kind);
+    if (sender && sender.track !== track) {
+      try {
+        await sender.replaceTrack(track);
+      } catch (error) {
+        console.warn(`Parley call: could not send the new ${kind} track:`, error);
+      }
+    }
+  }
+
+  onConnectionState(pc) {
+    if (pc !== this.pc) return;
+    const state = pc.connectionState;
+    if (state === "connected") {
+      this.everConnected = true;
+      this.restartAttempt = 0;
+      clearTimeout(this.restartTimer);
+      this.restartTimer = null;
+      this.clearProblem("path");
+      this.clearProblem("lost");
+      this.dropRetired();
+      this.setState("connected");
+      this.setStatus(TEXT.connected);
+      if (this.connectedSince === null) this.connectedSince = Date.now();
+      this.tick();
+      this.lastCounts = null; // loss is counted per connection
+      this.measure();
+      this.send({ type: "connected" });
+    } else if (state === "disconnected" || state === "failed") {
+      this.setState("reconnecting");
+      this.setStatus(TEXT.reconnecting);
+      if (state === "failed" && !this.everConnected) this.noPath();
+      this.scheduleRestart(RESTART_GRACE_MS);
+    }
+    this.renderPeer();
+  }
+
+  /** ICE restart while the connection is not back: after a grace period, then with backoff.
+   * The impolite side restarts; the polite side only if that did not help for a while. */
+  scheduleRestart(delay) {
+    if (this.restartTimer) return;
+    const pc = this.pc;
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      if (pc !== this.pc || this.over) return;
+      if (["connected", "closed"].includes(pc.connectionState)) return;
+      if (!this.polite || this.restartAttempt >= 1) pc.restartIce();
+      if (this.everConnected && this.restartAttempt >= 2) {
+        this.showProblem("lost", TEXT.lost(this.peerName));
+      }
+      const next = RESTART_BACKOFF_MS[Math.min(this.restartAttempt, RESTART_BACKOFF_MS.length - 1)];
+      this.restartAttempt += 1;
+      this.scheduleRestart(next);
+    }, delay);
+  }
+
+  // --- Media ------------------------------------------------------------------------------
+
+  outgoingVideo() {
+    if (this.sharing && this.screenTrack) return this.screenTrack;
+    return this.cameraOn ? this.cameraTrack : null;
+  }
+
+  async startMedia({ video, audio }) {
+    if (!navigator.mediaDevices?.getUserMedia) {
+      this.showProblem("media", TEXT.insecure, { joinNone: true });
+      return;
+    }
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({
+        audio: audio ? this.audioConstraints() : false,
+        video: video ? this.videoConstraints() : false,
+      });
+      this.replaceLocal("audio", stream.getAudioTracks()[0] ?? null);
+      if (video) {
+        this.replaceLocal("video", stream.getVideoTracks()[0] ?? null);
+        this.cameraOn = Boolean(this.cameraTrack);
+      }
+      this.clearProblem("media");
+    } catch (error) {
+      await this.mediaProblem(error, { video, audio });
+    }
+    await this.applyLocal();
+    await this.fillDevices();
+  }
+
+  audioConstraints(deviceId) {
+    return {
+      echoCancellation: true,
+      noiseSuppression: true,
+      ...(deviceId ? { deviceId: { exact: deviceId } } : {}),
+    };
+  }
+
+  videoConstraints(deviceId) {
+    return {
+      width: { ideal: 1280 },
+      height: { ideal: 720 },
+      ...(deviceId ? { deviceId: { exact: deviceId } } : {}),
+    };
+  }
+
+  async mediaProblem(error, { video, audio }) {
+    this.cameraOn = false;
+    const name = error?.name;
+    if (name === "NotAllowedError" || name === "SecurityError") {
+      this.showProblem("media", TEXT.denied, { retry: true, joinAudio: video, joinNone: true });
+    } else if (name === "NotFoundError" || name === "OverconstrainedError") {
+      const devices = (await navigator.mediaDevices.enumerateDevices().catch(() => [])) || [];
+      const hasMic = devices.some((d) => d.kind === "audioinput");
+      const hasCamera = devices.some((d) => d.kind === "videoinput");
+      if (audio && hasMic && video && !hasCamera) {
+        this.showProblem("media", TEXT.noCamera, { joinAudio: true });
+      } else if (audio && !hasMic && hasCamera && video) {
+        this.showProblem("media", TEXT.noMicrophone, { joinNone: true });
+        this.noMicVideoOnly = true;
+      } else {
+        this.showProblem("media", TEXT.noDevices, { retry: true, joinNone: true });
+      }
+    } else if (name === "NotReadableError" || name === "AbortError") {
+      this.showProblem("media", TEXT.busyDevice, {
+        retry: true,
+        joinAudio: video,
+        joinNone: true,
+      });
+    } else {
+      this.showProblem("media", TEXT.otherMedia, { retry: true, joinAudio: video, joinNone: true });
+    }
+    this.lastMediaRequest = { video, audio };
+  }
+
+  replaceLocal(kind, track) {
+    const old = kind === "audio" ? this.audioTrack : this.cameraTrack;
+    if (old && old !== track) {
+      old.stop();
+      this.localStream.removeTrack(old);
+    }
+    if (kind === "audio") {
+      this.audioTrack = track;
+      if (track) track.enabled = !this.muted;
+    } else {
+      this.cameraTrack = track;
+    }
+  }
+
+  /** Show our outgoing video in the preview and put every track on its sender. */
+  async applyLocal() {
+    for (const track of this.localStream.getTracks()) this.localStream.removeTrack(track);
+    const video = this.outgoingVideo();
+    if (video) this.localStream.addTrack(video);
+    if (this.audioTrack) this.localStream.addTrack(this.audioTrack);
+    await this.sendTrack("audio", this.audioTrack);
+    await this.sendTrack("video", video);
+    this.renderControls();
+    this.sendState();
+  }
+
+  sendState() {
+    if (!this.peer) return; // nobody to tell before the call is answered (and "ready" says so)
+    this.send({
+      type: "state",
+      muted: this.muted || !this.audioTrack,
+      camera: Boolean(this.cameraOn && this.cameraTrack),
+      sharing: Boolean(this.sharing && this.screenTrack),
+    });
+  }
+
+  onPeerState(message) {
+    const flag = (value, fallback) => (typeof value === "boolean" ? value : fallback);
+    this.peerMedia = {
+      muted: flag(message.muted, this.peerMedia.muted),
+      camera: flag(message.camera, this.peerMedia.camera),
+      sharing: flag(message.sharing, this.peerMedia.sharing),
+    };
+    this.renderPeer();
+  }
+
+  playRemote() {
+    const video = this.el.remoteVideo;
+    if (!video.dataset.watched) {
+      video.dataset.watched = "1";
+      // A frame has arrived: the picture can replace the placeholder.
+      const framed = () => {
+        this.remoteFrames = video.videoWidth > 0;
+        this.renderPeer();
+      };
+      video.addEventListener("resize", framed);
+      video.addEventListener("loadeddata", framed);
+      video.addEventListener("playing", () => {
+        this.el.play.hidden = true;
+      });
+    }
+    // Only the latest attempt counts: an earlier one may be refused after a later one worked.
+    const attempt = (this.playAttempt = (this.playAttempt ?? 0) + 1);
+    video.play().catch((error) => {
+      // Sound may autoplay only after a click on this page: then a button asks for one.
+      if (attempt === this.playAttempt && error?.name === "NotAllowedError" && video.paused) {
+        this.el.play.hidden = false;
+      }
+    });
+  }
+
+  stopMedia() {
+    for (const track of [this.audioTrack, this.cameraTrack, this.screenTrack]) track?.stop();
+  }
+
+  async fillDevices() {
+    if (!navigator.mediaDevices?.enumerateDevices) return;
+    const devices = await navigator.mediaDevices.enumerateDevices().catch(() => []);
+    this.fillSelect(this.el.mic, devices, "audioinput", this.audioTrack, "Microphone");
+    this.fillSelect(this.el.camSelect, devices, "videoinput", this.cameraTrack, "Camera");
+  }
+
+  fillSelect(select, devices, kind, track, fallback) {
+    const current = track?.getSettings().deviceId ?? select.value;
+    const found = devices.filter((d) => d.kind === kind && d.deviceId);
+    select.replaceChildren(
+      ...found.map((device, index) => {
+        const option = document.createElement("option");
+        option.value = device.deviceId;
+        option.textContent = device.label || `${fallback} ${index + 1}`;
+        option.selected = device.deviceId === current;
+        return option;
+      }),
+    );
+    select.disabled = found.length === 0;
+    select.closest(".call__device")?.toggleAttribute("data-empty", found.length === 0);
+  }
+
+  // --- Controls -------------------------------------------------------------------------------
+
+  bindControls() {
+    const { mute, camera, share, mic, camSelect, retry, joinAudio, joinNone, play } = this.el;
+    mute.addEventListener("click", () => this.toggleMute());
+    camera.addEventListener("click", () => this.toggleCamera());
+    share.addEventListener("click", () => (this.sharing ? this.stopShare() : this.startShare()));
+    mic.addEventListener("change", () => this.useMicrophone(mic.value));
+    camSelect.addEventListener("change", () => this.useCamera(camSelect.value));
+    retry.addEventListener("click", () => {
+      this.clearProblem("media");
+      this.media = this.startMedia(this.lastMediaRequest ?? { video: this.wantVideo, audio: true });
+    });
+    joinAudio.addEventListener("click", () => {
+      this.clearProblem("media");
+      this.media = this.startMedia({ video: false, audio: true });
+    });
+    joinNone.addEventListener("click", () => {
+      this.clearProblem("media");
+      if (this.noMicVideoOnly) this.media = this.startMedia({ video: true, audio: false });
+    });
+    play.addEventListener("click", () => this.playRemote());
+  }
+
+  toggleMute() {
+    if (!this.audioTrack) return;
+    this.muted = !this.muted;
+    this.audioTrack.enabled = !this.muted;
+    this.renderControls();
+    this.sendState();
+  }
+
+  async toggleCamera() {
+    if (this.cameraOn) {
+      this.cameraOn = false;
+      // Stop the camera itself (its light goes off), and send nothing in its place.
+      this.replaceLocal("video", null);
+      await this.applyLocal();
+      return;
+    }
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({
+        video: this.videoConstraints(this.el.camSelect.value || undefined),
+      });
+      this.replaceLocal("video", stream.getVideoTracks()[0]);
+      this.cameraOn = true;
+      this.clearProblem("media");
+    } catch (error) {
+      await this.mediaProblem(error, { video: true, audio: false });
+    }
+    await this.applyLocal();
+  }
+
+  async startShare() {
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+    } catch (error) {
+      if (error?.name !== "NotAllowedError") this.showProblem("share", TEXT.shareFailed);
+      return;
+    }
+    const track = stream.getVideoTracks()[0];
+    if (!track) return;
+    track.contentHint = "detail";
+    this.clearProblem("share");
+    this.screenTrack = track;
+    this.sharing = true;
+    // The browser's own "Stop sharing" ends the track: back to the camera.
+    track.addEventListener("ended", () => {
+      if (this.screenTrack === track) this.stopShare();
+    });
+    await this.applyLocal();
+  }
+
+  async stopShare() {
+    this.screenTrack?.stop();
+    this.screenTrack = null;
+    this.sharing = false;
+    await this.applyLocal();
+  }
+
+  async useMicrophone(deviceId) {
+    if (!deviceId || this.audioTrack?.getSettings().deviceId === deviceId) return;
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({
+        audio: this.audioConstraints(deviceId),
+      });
+      this.replaceLocal("audio", stream.getAudioTracks()[0]);
+      this.clearProblem("media");
+    } catch (error) {
+      await this.mediaProblem(error, { video: false, audio: true });
+    }
+    await this.applyLocal();
+  }
+
+  async useCamera(deviceId) {
+    if (!deviceId || !this.cameraOn || this.cameraTrack?.getSettings().deviceId === deviceId) {
+      return; // with the camera off, the choice applies when it is turned on
+    }
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({
+        video: this.videoConstraints(deviceId),
+      });
+      this.replaceLocal("video", stream.getVideoTracks()[0]);
+    } catch (error) {
+      await this.mediaProblem(error, { video: true, audio: false });
+    }
+    await this.applyLocal();
+  }
+
+  // --- Quality ----------------------------------------------------------------------------
+
+  async measure() {
+    const pc = this.pc;
+    if (!pc || pc.connectionState !== "connected") {
+      this.el.quality.hidden = true;
+      return;
+    }
+    const stats = await pc.getStats();
+    let pairId = null;
+    let lost = 0;
+    let received = 0;
+    stats.forEach((report) => {
+      if (report.type === "transport" && report.selectedCandidatePairId) {
+        pairId = report.selectedCandidatePairId;
+      } else if (report.type === "inbound-rtp") {
+        lost += report.packetsLost ?? 0;
+        received += report.packetsReceived ?? 0;
+      }
+    });
+    const pair = pairId ? stats.get(pairId) : null;
+    const rtt = pair?.currentRoundTripTime;
+    const before = this.lastCounts ?? { lost: 0, received: 0 };
+    this.lastCounts = { lost, received };
+    const newLost = Math.max(0, lost - before.lost);
+    const newReceived = Math.max(0, received - before.received);
+    const loss = newLost + newReceived ? newLost / (newLost + newReceived) : 0;
+    const ms = typeof rtt === "number" ? Math.round(rtt * 1000) : null;
+    let level = "good";
+    if ((ms ?? 0) > 400 || loss > 0.08) level = "poor";
+    else if ((ms ?? 0) > 150 || loss > 0.02) level = "fair";
+    this.quality = { rtt: ms, loss, level };
+    const words = { good: "Good connection", fair: "Fair connection", poor: "Poor connection" };
+    const detail = [ms === null ? null : `${ms} ms`, `${Math.round(loss * 100)}% loss`];
+    this.el.quality.textContent = [words[level], ...detail.filter(Boolean)].join(" · ");
+    this.el.quality.dataset.level = level;
+    this.el.quality.hidden = false;
+  }
+
+  // --- The end --------------------------------------------------------------------------------
+
+  stop(text, state) {
+    this.over = true;
+    this.setState(state);
+    this.closePeer();
+    this.stopMedia();
+    this.el.quality.hidden = true;
+    this.setStatus(text);
+    this.showProblem(state, text);
+    this.ws?.close();
+    this.ws = null;
+  }
+
+  ended() {
+    if (this.over) return;
+    this.stop(TEXT.ended, "ended");
+    setTimeout(() => location.assign(this.returnUrl), RETURN_AFTER_MS);
+  }
+}
+
+// --- Start -----------------------------------------------------------------------------------
+
+watchSlot();
+const root = document.querySelector(SELECTORS.call);
+if (root) new CallPage(root).start();
