@@ -464,3 +464,31 @@ def test_names_full_of_html_are_text_in_the_slot(user_factory, bob):
         slot = slot_of(text) if "</main>" in text else text
         assert hostile not in slot
         assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in slot
+
+
+# --- The call page (its media is e2e's) ------------------------------------------------------
+
+
+def test_the_call_page_opens_for_both_participants_with_their_part(pair):
+    ada, bob = pair
+    call = ring(ada, bob)
+    services.call_accept(call_id=call.pk, member=bob)
+    adas = client_of(ada).get(f"/calls/{call.pk}/")
+    bobs = client_of(bob).get(f"/calls/{call.pk}/?audio=1")
+    assert adas.status_code == bobs.status_code == 200
+    assert 'data-video="1"' in adas.text
+    assert 'data-video="0"' in bobs.text  # accepted audio only
+    assert 'data-peer-name="Bob"' in adas.text
+    assert 'data-peer-name="Ada"' in bobs.text
+    # ICE servers and TURN credentials come over the call socket only, never in the page.
+    assert "credential" not in adas.text
+    assert "turn:" not in adas.text
+
+
+def test_the_page_of_an_ended_call_says_how_it_ended(pair):
+    ada, bob = pair
+    call = ring(ada, bob)
+    services.call_decline(call_id=call.pk, member=bob)
+    page = client_of(ada).get(f"/calls/{call.pk}/").text
+    assert 'data-state="ended"' in page
+    assert "Bob declined the call." in page
