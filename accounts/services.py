@@ -5,6 +5,7 @@ from django.db.models import Q
 from django.http import Http404
 
 from accounts import selectors
+from accounts.events import contact_ended
 from accounts.fragments import contacts_fragment
 from accounts.models import Block, Contact, ContactRequest, User
 from parley.limits import count_within
@@ -194,6 +195,7 @@ def _contact_end(a, b) -> bool:
     removed, _ = Contact.objects.filter(Q(member=a, other=b) | Q(member=b, other=a)).delete()
     if removed:
         room_services.direct_close(a=a, b=b)
+        contact_ended.send(sender=Contact, a=a, b=b)
         contacts_changed(a.pk)
         contacts_changed(b.pk)
     return bool(removed)

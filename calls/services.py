@@ -154,10 +154,29 @@ def call_hangup(*, call_id: int, member) -> Call:
     """Either participant ends the call: while it rings that is cancelling or declining."""
     call = call_of(member, call_id)
     if call.state == Call.State.RINGING:
-        if call.caller_id == member.pk:
-            return call_cancel(call_id=call_id, member=member)
-        return call_decline(call_id=call_id, member=member)
+        try:
+            if call.caller_id == member.pk:
+                return call_cancel(call_id=call_id, member=member)
+            return call_decline(call_id=call_id, member=member)
+        except Refused:
+            # Answered a moment before (in a tab of either): hanging up still means "done".
+            call = call_of(member, call_id)
+            if call.state != Call.State.ACTIVE:
+                raise
     return _end_or_refuse(call, Call.Outcome.COMPLETED, from_states=[Call.State.ACTIVE])
+
+
+def calls_end_between(*, a, b) -> int:
+    """End the pair's call, if they have one: they are no longer contacts (removed, blocked).
+
+    Runs inside the transaction that ended the contact (accounts.events.contact_ended)."""
+    ended = 0
+    live = Call.objects.filter(Q(caller=a, callee=b) | Q(caller=b, callee=a), state__in=Call.LIVE)
+    for call in live:
+        active = call.state == Call.State.ACTIVE
+        outcome = Call.Outcome.COMPLETED if active else Call.Outcome.CANCELLED
+        ended += _end(call, outcome, from_states=[call.state])
+    return ended
 
 
 def call_connected(*, call_id: int, member_id: int) -> bool:

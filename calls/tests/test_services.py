@@ -814,3 +814,49 @@ def test_durations_read_like_a_clock(seconds, text):
 
 def test_no_duration_reads_as_zero():
     assert duration_text(None) == "0:00"
+
+
+# --- The contact ends, and the call with it --------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["remove", "block"])
+def test_removing_or_blocking_a_contact_ends_their_active_call(pair, how):
+    ada, bob = pair
+    call = answered(ada, bob)
+    if how == "remove":
+        contacts.contact_remove(member=bob, username="ada")
+    else:
+        contacts.member_block(blocker=bob, username="ada")
+    call = fresh(call)
+    assert (call.state, call.outcome) == (Call.State.ENDED, Call.Outcome.COMPLETED)
+    assert lines() == {}
+    assert not in_call(ada)
+    assert not in_call(bob)
+    assert rows(ada, bob) == ["Video call · 0:00"]
+
+
+def test_removing_a_contact_stops_their_call_ringing(pair):
+    ada, bob = pair
+    call = ring(ada, bob)
+    contacts.contact_remove(member=ada, username="bob")
+    call = fresh(call)
+    assert (call.state, call.outcome) == (Call.State.ENDED, Call.Outcome.CANCELLED)
+    assert lines() == {}
+    with pytest.raises(Refused):
+        services.call_accept(call_id=call.pk, member=bob)
+
+
+def test_a_hang_up_that_loses_to_the_answer_still_ends_the_call(pair, monkeypatch):
+    ada, bob = pair
+    call = ring(ada, bob)
+    # Ada's hang-up read the call while it rang; Bob's answer commits before her UPDATE does.
+    stale = fresh(call)
+    services.call_accept(call_id=call.pk, member=bob)
+    read = services.call_of
+    monkeypatch.setattr(
+        services,
+        "call_of",
+        lambda member, call_id: stale if member == ada else read(member, call_id),
+    )
+    ended = services.call_hangup(call_id=call.pk, member=ada)
+    assert (ended.state, ended.outcome) == (Call.State.ENDED, Call.Outcome.COMPLETED)
