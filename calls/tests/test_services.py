@@ -554,8 +554,9 @@ def test_hanging_up_while_it_rings_is_declining_for_the_callee(pair):
 def test_a_call_that_ended_while_the_pair_stopped_being_contacts_still_leaves_its_row(pair):
     ada, bob = pair
     call = answered(ada, bob)
-    contacts.contact_remove(member=bob, username="ada")
-    services.call_hangup(call_id=call.pk, member=ada)
+    contacts.contact_remove(member=bob, username="ada")  # which ends the call
+    with pytest.raises(Refused, match="already ended"):
+        services.call_hangup(call_id=call.pk, member=ada)
     assert Room.objects.get(kind=Room.Kind.DIRECT).is_read_only
     assert rows(ada, bob) == ["Video call · 0:00"]
 
