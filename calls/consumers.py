@@ -13,6 +13,13 @@ How the two seats find each other, on whichever process each one is:
   its page `ready`. The new seat tells its page `ready` when it hears `seat.here`.
 - Every announcement carries when the seat was taken: a seat only ever follows a newer one, so
   two pages opening at once still leave exactly one seated.
+- A page whose socket dropped comes back with `?seat=<its seat>` and keeps it: its new socket
+  takes the seat again (a lingering old socket of that page just closes, with no "moved"), the
+  peer hears the same seat again and both pages get `ready` with the same pair, which to them
+  means "restart ICE on the connection you have" (a reload or another tab is a new seat, and a
+  new connection). A seat id is signed for this member and call, and carries when its page
+  first took the seat: that, not the socket's age, decides which page is newest, so a page that
+  comes back after the member opened the call elsewhere is the one told "moved".
 - A seat that closes (not moved) says `seat.left`; the peer's page is told `peer-away`.
 - The services tell the call group `call.state`: active → `ready` when both are seated;
   ended → the socket closes with ENDED.
@@ -24,13 +31,16 @@ connected and keeps the member's seat alive (`call_seen`), and never changes the
 import asyncio
 import json
 import logging
+import re
+import secrets
 import time
-import uuid
 from collections import deque
+from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from calls import services, sweep
 from calls.ice import ice_config
@@ -90,9 +100,12 @@ class CallConsumer(LiveSocket):
         self.call_group = call.group
         self.seat_group = seat_group(self.call_id, self.member_id)
         self.member_group = member_group(self.member_id)
-        self.seat = uuid.uuid4().hex
-        # When this seat was taken, with the seat as a tie-break: the newer seat always wins.
-        self.taken = (time.time_ns(), self.seat)
+        self.seat = resumed_seat(self.scope, self.call_id, self.member_id) or new_seat(
+            self.call_id, self.member_id
+        )
+        # When this seat's page first took it, then when this socket did, with the seat as a
+        # tie-break: the newest page always wins, and of one page's sockets the newest.
+        self.taken = (seat_time(self.seat), time.time_ns(), self.seat)
         self.peer_seat: str | None = None
         self.peer_taken: tuple[int, str] | None = None
         self.sweeping = False
@@ -250,7 +263,7 @@ class CallConsumer(LiveSocket):
 
     async def relay(self, frame: dict) -> None:
         """To the peer's current seat, if they have one: with none, the page was told
-        `peer-away` and starts afresh at the next `ready`, so the frame is of no use."""
+        `peer-away` and negotiates again at the next `ready`, so the frame is of no use."""
         if self.peer_seat is None:
             return
         frame["from"] = self.seat
@@ -266,13 +279,19 @@ class CallConsumer(LiveSocket):
             await self.send_json(event["frame"])
 
     async def seat_taken(self, event: dict) -> None:
-        """A page of this member took the seat: an older one moves away."""
+        """A socket of this member took the seat: an older one moves away. The same page on a
+        newer socket is not told (it no longer listens to this one); a page older than this
+        one, back from a dropped connection, is told by this one saying it holds the seat."""
         if event["member_id"] != self.member_id or self.moved:
             return
-        if tuple(event["taken"]) > self.taken:
+        taken = tuple(event["taken"])
+        if taken > self.taken:
             self.moved = True
-            await self.send_json({"type": "moved"})
+            if event["seat"] != self.seat:
+                await self.send_json({"type": "moved"})
             await self.close(MOVED)
+        elif taken < self.taken:
+            await self.announce(self.seat_group, "seat.taken")
 
     async def seat_joined(self, event: dict) -> None:
         if event["member_id"] != self.peer_id or self.moved:
@@ -296,7 +315,11 @@ class CallConsumer(LiveSocket):
         return True
 
     async def seat_left(self, event: dict) -> None:
+        # The peer's seat may be on a newer socket already (its page came back): only the
+        # socket the peer seat is on now leaving empties it.
         if event["member_id"] != self.peer_id or event["seat"] != self.peer_seat:
+            return
+        if tuple(event["taken"]) != self.peer_taken:
             return
         self.peer_seat = None  # peer_taken stays: a seat older than the one that left is gone
         if not self.moved:
@@ -331,6 +354,39 @@ class CallConsumer(LiveSocket):
                 await self.close(LOGGED_OUT)
         except Exception:
             logger.exception("Call %s: checking a socket's session failed", self.call_id)
+
+
+# --- Seat ids ------------------------------------------------------------------------------
+# 32 hex digits: when the page took the seat (14, microseconds), 6 random, and 12 of an HMAC
+# over those, the call and the member. Only this member's page of this call can bring it back.
+
+SEAT = re.compile(r"[0-9a-f]{32}")
+
+
+def seat_signature(call_id: int, member_id: int, head: str) -> str:
+    value = f"{call_id}:{member_id}:{head}"
+    return salted_hmac("calls.seat", value, algorithm="sha256").hexdigest()[:12]
+
+
+def new_seat(call_id: int, member_id: int) -> str:
+    head = f"{time.time_ns() // 1000:014x}{secrets.token_hex(3)}"
+    return head + seat_signature(call_id, member_id, head)
+
+
+def resumed_seat(scope: dict, call_id: int, member_id: int) -> str | None:
+    """The seat a reconnecting page asks for (`?seat=`), if it is one this member was given for
+    this call; anything else is ignored, and the page gets a new seat."""
+    asked = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("seat", [""])[0]
+    if not SEAT.fullmatch(asked):
+        return None
+    head, signature = asked[:20], asked[20:]
+    if not constant_time_compare(signature, seat_signature(call_id, member_id, head)):
+        return None
+    return asked
+
+
+def seat_time(seat: str) -> int:
+    return int(seat[:14], 16)
 
 
 # --- Frame checks: each returns the frame to relay, rebuilt from the checked fields ----------

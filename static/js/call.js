@@ -202,6 +202,11 @@ function iceConfig(ice) {
   };
 }
 
+/** The ICE username fragment of a session description: new ones mean an ICE restart. */
+function iceUfrag(description) {
+  return description?.sdp?.match(/^a=ice-ufrag:(\S+)/m)?.[1] ?? null;
+}
+
 class CallPage {
   constructor(root) {
     this.root = root;
@@ -354,7 +359,11 @@ class CallPage {
 
   connect() {
     if (this.over) return;
-    const ws = new WebSocket(this.socketUrl);
+    // Coming back after a drop, this page asks for its seat again: the other page then sees
+    // the same pair and both restart ICE on the connection they have (onReady).
+    const url = new URL(this.socketUrl);
+    if (this.seat) url.searchParams.set("seat", this.seat);
+    const ws = new WebSocket(url.href);
     this.ws = ws;
     let opened = false;
     ws.addEventListener("open", () => {
@@ -468,18 +477,48 @@ class CallPage {
   onReady(message) {
     const peer = String(message.peer);
     this.peerAway = false;
-    // A seat is one socket: after a reload or a reconnect of either page, both pages see a
-    // new pair of seats, and both start a fresh connection (the old one keeps the picture
-    // until the new one is up). The same pair again is only a repeated "ready".
+    // A seat is one page: after a reload or another tab on either side, both pages see a new
+    // pair of seats, and both start a fresh connection (the old one keeps the picture until
+    // the new one is up). The same pair again means a socket of one of them came back: ICE
+    // restarts on the connection both still have.
     const pair = `${this.seat} ${peer}`;
     if (!this.pc || pair !== this.pairKey || this.pc.connectionState === "closed") {
       this.pairKey = pair;
       this.peer = peer;
       this.newPeer();
+    } else {
+      this.resumeIce();
     }
     if (this.pc.connectionState === "connected") this.send({ type: "connected" });
     this.sendState();
     this.renderPeer();
+  }
+
+  // ICE restarts of this page's connection after a call socket came back (tests read it).
+  iceRestarts = 0;
+
+  /** The signalling path broke, so the media path may have too (a new network, a new address):
+   * restart ICE, with the fresh TURN credentials the welcome brought. The impolite side asks
+   * for it; the polite side answers the offer that brings it (both asking would only make the
+   * offers collide). Counted once the connection has new ICE credentials of its own. */
+  resumeIce() {
+    const pc = this.pc;
+    const before = iceUfrag(pc.localDescription);
+    this.stopCountingRestart?.();
+    if (before) {
+      const counted = () => {
+        const now = iceUfrag(pc.localDescription);
+        if (pc.signalingState !== "stable" || !now || now === before) return;
+        this.stopCountingRestart();
+        if (pc === this.pc) this.iceRestarts += 1;
+      };
+      pc.addEventListener("signalingstatechange", counted);
+      this.stopCountingRestart = () => {
+        pc.removeEventListener("signalingstatechange", counted);
+        this.stopCountingRestart = null;
+      };
+    }
+    if (!this.polite) pc.restartIce();
   }
 
   // --- The peer connection --------------------------------------------------------------------
