@@ -282,30 +282,32 @@ class CallPage {
   }
 
   /** The direct conversation beside the video is fetched (hx-get, with its own room socket)
-   * while the call rings (the caller's page: nothing else is under way), else when the call
+   * while the call rings (the caller's page: nothing else is under way), else once the call
    * is up: its first remote frame, half a second after connecting (a call without video has
-   * no frame), when the call is over, or after CHAT_AT_MOST_MS at the latest. Fetched at once, the conversation page and its socket's handshake would queue on
-   * the server, and its swap in this page's main thread, with the signalling and the first
-   * frame that the person is waiting for. */
+   * no frame), when the call is over, or after CHAT_AT_MOST_MS at the latest. Fetched with the
+   * page, the conversation and its socket's handshake would queue on the server, and its swap
+   * in this page's main thread, with the signalling and the first frame the person is waiting
+   * for. (Holding the member socket back as well made no difference that could be measured.) */
   loadChatLater() {
     const chat = this.el.chat;
     if (!chat) return;
     let timers = [];
     let watching = null;
+    const open = () => chat.dispatchEvent(new CustomEvent("parley:call-settled"));
     const load = () => {
       if (!timers) return;
       for (const timer of timers) clearTimeout(timer);
       timers = null;
       watching?.disconnect();
-      const go = () => chat.dispatchEvent(new CustomEvent("parley:call-settled"));
-      // htmx listens for the trigger once it has processed the page (DOMContentLoaded).
-      if (document.readyState === "loading") addEventListener("DOMContentLoaded", go);
-      else go();
+      // htmx listens for the trigger once it has processed the page, at DOMContentLoaded
+      // (which comes after this module has run: a module script is deferred).
+      if (pageProcessed) open();
+      else document.addEventListener("DOMContentLoaded", open, { once: true });
     };
     const onState = () => {
       const state = this.root.dataset.state;
       if (state === "connected") timers?.push(setTimeout(load, CHAT_AFTER_CONNECTED_MS));
-      // While it rings nothing else is under way: the caller's page loads the chat at once.
+      // While it rings nothing else is under way: the caller's page loads it at once.
       else if (!["active", "connecting", "reconnecting"].includes(state)) load();
     };
     const video = this.el.remoteVideo;
@@ -1093,6 +1095,10 @@ class CallPage {
 }
 
 // --- Start -----------------------------------------------------------------------------------
+
+// htmx processes the page in its own DOMContentLoaded listener, added before this module ran.
+let pageProcessed = false;
+document.addEventListener("DOMContentLoaded", () => (pageProcessed = true), { once: true });
 
 watchSlot();
 const root = document.querySelector(SELECTORS.call);
