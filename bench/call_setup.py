@@ -30,6 +30,7 @@ import json
 import math
 import os
 import platform
+import secrets
 import shlex
 import shutil
 import statistics
@@ -245,6 +246,8 @@ from django.core.management import call_command
 from accounts import services
 from accounts.models import User
 call_command("migrate", verbosity=0, interactive=False)
+if os.environ.get("DEBUG") != "1":
+    call_command("collectstatic", verbosity=0, interactive=False)
 ada = User.objects.create_user("ada", "ada@example.invalid", "bench-not-secret", display_name="Ada")
 bob = User.objects.create_user("bob", "bob@example.invalid", "bench-not-secret", display_name="Bob")
 services.contact_request_send(sender=ada, username="bob")
@@ -357,11 +360,20 @@ def run_once(args, run: int) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
     env.update(
-        DEBUG="1",
+        DEBUG="1" if args.debug else "0",
         PYTHONUNBUFFERED="1",
         DJANGO_SETTINGS_MODULE="parley.settings",
         DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
     )
+    if not args.debug:
+        # As in production, but over plain http on loopback: hashed static files that pages
+        # cache for good (with DEBUG on, every page load asks again for each of them).
+        env.update(
+            SECRET_KEY=secrets.token_urlsafe(50),
+            SECURE_SSL_REDIRECT="0",
+            SECURE_HSTS_SECONDS="0",
+            STATIC_ROOT=str(workdir / "static"),
+        )
     sessions = setup_database(env, workdir)
     servers: list[subprocess.Popen] = []
     calls: list[dict] = []
@@ -510,6 +522,12 @@ def main() -> None:
         "--wait-quiet", type=float, default=120, help="wait up to this long for an idle machine"
     )
     parser.add_argument("--port", type=int, default=8965)
+    parser.add_argument(
+        "--debug",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serve with DEBUG=1 (the default); --no-debug: production settings over http",
+    )
     parser.add_argument("--chromium", default=CHROMIUM)
     parser.add_argument("--server-script", help="run this file instead of `-m daphne`")
     parser.add_argument("--repo", default=str(REPO), help="the Parley checkout to serve")

@@ -32,6 +32,7 @@ const SELECTORS = {
   share: "#call-share",
   mic: "#call-mic",
   camSelect: "#call-cam-select",
+  chat: "#call-chat-body",
 };
 
 const QUALITY_EVERY_MS = 2000;
@@ -40,6 +41,10 @@ const RESTART_BACKOFF_MS = [2000, 3000, 5000, 8000];
 const CONNECT_DEADLINE_MS = 15000; // no media path at all by then: say so
 const RETURN_AFTER_MS = 2000;
 const SOCKET_BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
+// The conversation beside the call loads once the call is up, or after this long whatever
+// happens (CallPage.loadChatLater says why).
+const CHAT_AT_MOST_MS = 3000;
+const CHAT_AFTER_CONNECTED_MS = 500; // connected: the first frame is usually this close
 
 const TEXT = {
   ringing: (name) => `Calling ${name}…`,
@@ -262,6 +267,7 @@ class CallPage {
 
   start() {
     window.parleyCall = this;
+    this.loadChatLater();
     if (this.root.dataset.state === "ended") {
       this.setStatus(TEXT.ended);
       return;
@@ -278,6 +284,45 @@ class CallPage {
     navigator.mediaDevices?.addEventListener?.("devicechange", () => this.fillDevices());
     this.renderControls();
     this.renderPeer();
+  }
+
+  /** The direct conversation beside the video is fetched (hx-get, with its own room socket)
+   * while the call rings (the caller's page: nothing else is under way), else once the call
+   * is up: its first remote frame, half a second after connecting (a call without video has
+   * no frame), when the call is over, or after CHAT_AT_MOST_MS at the latest. Fetched with the
+   * page, the conversation and its socket's handshake would queue on the server, and its swap
+   * in this page's main thread, with the signalling and the first frame the person is waiting
+   * for. (Holding the member socket back as well made no difference that could be measured.) */
+  loadChatLater() {
+    const chat = this.el.chat;
+    if (!chat) return;
+    let timers = [];
+    let watching = null;
+    const open = () => chat.dispatchEvent(new CustomEvent("parley:call-settled"));
+    const load = () => {
+      if (!timers) return;
+      for (const timer of timers) clearTimeout(timer);
+      timers = null;
+      watching?.disconnect();
+      // htmx listens for the trigger once it has processed the page, at DOMContentLoaded
+      // (which comes after this module has run: a module script is deferred).
+      if (pageProcessed) open();
+      else document.addEventListener("DOMContentLoaded", open, { once: true });
+    };
+    const onState = () => {
+      const state = this.root.dataset.state;
+      if (state === "connected") timers?.push(setTimeout(load, CHAT_AFTER_CONNECTED_MS));
+      // While it rings nothing else is under way: the caller's page loads it at once.
+      else if (!["active", "connecting", "reconnecting"].includes(state)) load();
+    };
+    const video = this.el.remoteVideo;
+    const framed = () => video.videoWidth > 0 && load();
+    video?.addEventListener("loadeddata", framed);
+    video?.addEventListener("resize", framed);
+    watching = new MutationObserver(onState);
+    watching.observe(this.root, { attributes: true, attributeFilter: ["data-state"] });
+    timers.push(setTimeout(load, CHAT_AT_MOST_MS));
+    onState();
   }
 
   startedAt() {
@@ -1089,6 +1134,10 @@ class CallPage {
 }
 
 // --- Start -----------------------------------------------------------------------------------
+
+// htmx processes the page in its own DOMContentLoaded listener, added before this module ran.
+let pageProcessed = false;
+document.addEventListener("DOMContentLoaded", () => (pageProcessed = true), { once: true });
 
 watchSlot();
 const root = document.querySelector(SELECTORS.call);
