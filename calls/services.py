@@ -17,9 +17,6 @@ open sockets (calls/sweep.py) and before any read of a member's calls here.
 """
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from datetime import timedelta
 
 from django.conf import settings
@@ -40,34 +37,6 @@ from rooms.services import Refused
 logger = logging.getLogger(__name__)
 
 ENDED_ALREADY = "This call has already ended."
-
-# Announcements held back while a view answers (announcements_held); None: announce at once.
-_held: ContextVar[list[Callable[[], None]] | None] = ContextVar("calls_held", default=None)
-
-
-@contextmanager
-def announcements_held() -> Iterator[Callable[[], None]]:
-    """Within the block, what the call services would announce after commit is kept, in order,
-    until the function this yields is called: the accept view calls it once its response has
-    gone (calls/views.py), so the answering page's redirect does not wait for every tab's news.
-    Still after commit, still in order; a change that rolls back announces nothing."""
-    held: list[Callable[[], None]] = []
-    token = _held.set(held)
-
-    def announce() -> None:
-        while held:
-            held.pop(0)()
-
-    try:
-        yield announce
-    finally:
-        _held.reset(token)
-
-
-def _on_commit(announce: Callable[[], None]) -> None:
-    """Announce after commit: at once, or when the held announcements are let go."""
-    held = _held.get()
-    transaction.on_commit(announce if held is None else lambda: held.append(announce))
 
 
 # --- Reading, with overdue calls ended first ---------------------------------------------------
@@ -162,7 +131,7 @@ def call_accept(*, call_id: int, member) -> Call:
             )
         for member_id in (call.caller_id, call.callee_id):
             presence_set_in_call(member_id=member_id, in_call=True)
-        _on_commit(lambda: call_announce(call.pk))
+        transaction.on_commit(lambda: call_announce(call.pk))
     call.refresh_from_db()
     return call
 

@@ -90,32 +90,10 @@ def _act(request: HtmxHttpRequest, call_id: int, action, then) -> HttpResponse:
     return _go(request, then(call))
 
 
-class _ThenAnnounce(HttpResponseClientRedirect):
-    """An HX-Redirect that lets the held announcements go once it has been sent (Django calls
-    close() after the last byte, in the request's thread)."""
-
-    def __init__(self, url: str, announce) -> None:
-        super().__init__(url)
-        self.announce = announce
-
-    def close(self) -> None:
-        super().close()
-        self.announce()
-
-
 @require_POST
 def call_accept(request: HtmxHttpRequest, call_id: int) -> HttpResponse:
-    """The answering page goes to the call page before both members' tabs and the caller's
-    call socket hear of the answer: they need not hold up its redirect (docs/performance.md)."""
     audio = "?audio=1" if request.POST.get("audio_only") == "1" else ""
-    with services.announcements_held() as announce:
-        response = _act(
-            request, call_id, services.call_accept, lambda c: c.get_absolute_url() + audio
-        )
-    if isinstance(response, HttpResponseClientRedirect) and response.status_code == 200:
-        return _ThenAnnounce(response.url, announce)
-    announce()
-    return response
+    return _act(request, call_id, services.call_accept, lambda c: c.get_absolute_url() + audio)
 
 
 @require_POST
