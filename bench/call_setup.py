@@ -39,26 +39,15 @@ import sys
 import time
 from pathlib import Path
 
-from chat_fanout import log, machine_busy, start_servers, stop
+from chat_fanout import log, machine_busy, start_servers, stop, wait_quiet
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+sys.path.insert(0, str(REPO))
+from e2e.helpers import CHROMIUM_FLAGS  # noqa: E402  (the browser tests' own flags)
 
 TARGETS = {"ring_p90_ms": 150, "accept_to_video_median_ms": 500}
 
-# The browser tests' flags (e2e/conftest.py): fake devices, ICE candidates on loopback.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-]
 
 # Runs in every page before its own scripts: each mark goes to Python once per page load, named,
 # with the page's time in ms since the epoch (one clock for both contexts: same machine).
@@ -475,22 +464,6 @@ def report(summary: dict, runs: int) -> str:
     for label, fig in summary["hops"].items():
         lines.append(f"| {label} | {cell(fig['median'])} | {cell(fig['p90'])} |")
     return "\n".join(lines)
-
-
-def wait_quiet(limit: float) -> None:
-    """Start a run only when the machine is idle (less than a quarter of a core busy), or after
-    `limit` seconds of waiting: other work's CPU use shows up as setup time here."""
-    deadline = time.monotonic() + limit
-    while True:
-        before = machine_busy()
-        time.sleep(2)
-        load = (machine_busy() - before) / 2
-        if load < 0.25 or time.monotonic() > deadline:
-            if load >= 0.25:
-                log(f"machine still busy ({100 * load:.0f}% of a core); starting anyway")
-            return
-        log(f"waiting for a quiet machine: {100 * load:.0f}% of a core busy")
-        time.sleep(3)
 
 
 def machine() -> str:

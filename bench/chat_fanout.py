@@ -68,6 +68,22 @@ def machine_busy() -> float:
     return (sum(fields[:8]) - idle) / CLK_TCK
 
 
+def wait_quiet(limit: float, pause: float = 3) -> None:
+    """Start a run only when the machine is idle (less than a quarter of a core busy), or after
+    `limit` seconds of waiting: other work's CPU use shows up in the figures."""
+    deadline = time.monotonic() + limit
+    while True:
+        before = machine_busy()
+        time.sleep(2)
+        load = (machine_busy() - before) / 2
+        if load < 0.25 or time.monotonic() > deadline:
+            if load >= 0.25:
+                log(f"machine still busy ({100 * load:.0f}% of a core); starting anyway")
+            return
+        log(f"waiting for a quiet machine: {100 * load:.0f}% of a core busy elsewhere")
+        time.sleep(pause)
+
+
 def services_cpu() -> float:
     """CPU seconds of every PostgreSQL and Redis server process (the benchmark's own load)."""
     total = 0.0
@@ -728,20 +744,6 @@ def main() -> None:
 
     results: dict[str, list[dict]] = {}
 
-    def wait_quiet() -> None:
-        """Start a run only when nothing else busies the machine (up to --wait-quiet s)."""
-        deadline = time.monotonic() + args.wait_quiet
-        while True:
-            before = machine_busy()
-            time.sleep(2)
-            load = (machine_busy() - before) / 2
-            if load < 0.25 or time.monotonic() > deadline:
-                if load >= 0.25:
-                    log(f"machine still busy ({100 * load:.0f}% of a core); starting anyway")
-                return
-            log(f"waiting for a quiet machine: {100 * load:.0f}% of a core busy elsewhere")
-            time.sleep(8)
-
     for cfg in configs:
         key = f"{cfg['layer']}-p{cfg['processes']}-n{cfg['members']}"
         results[key] = []
@@ -752,7 +754,7 @@ def main() -> None:
             attempts += 1
             bound = 900 + cfg["members"] * 0.5
             if args.wait_quiet:
-                wait_quiet()
+                wait_quiet(args.wait_quiet, pause=8)
             try:
                 r = asyncio.run(asyncio.wait_for(run_once(cfg, attempts - 1, args), bound))
             except Exception as exc:

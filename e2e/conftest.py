@@ -13,24 +13,10 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from e2e.helpers import DESKTOP, CuttableLink
+from e2e.helpers import CHROMIUM_FLAGS, DESKTOP, CuttableLink
 from parley.tests.live_server import LiveServer
 
 E2E_DIR = Path(__file__).resolve().parent
-
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # Calls: a fake camera and microphone, and ICE candidates on loopback.
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-]
 
 
 @pytest.fixture(scope="session", autouse=True)

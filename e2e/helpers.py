@@ -4,6 +4,22 @@ from pathlib import Path
 
 SCREENS = Path(__file__).resolve().parent.parent / "test-results" / "screens"
 
+# Chromium's flags for every browser test (and bench/call_setup.py): no sandbox, GPU or
+# background traffic; for calls, a fake camera and microphone, and ICE candidates on loopback.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # Calls: a fake camera and microphone, and ICE candidates on loopback.
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+]
+
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 

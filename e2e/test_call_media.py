@@ -23,8 +23,8 @@ from e2e.calls import (
     wait_video_stalled,
     write_y4m,
 )
-from e2e.conftest import CHROMIUM_FLAGS, chromium_path
-from e2e.helpers import DESKTOP, PHONE, has_no_sideways_scroll, screenshot
+from e2e.conftest import chromium_path
+from e2e.helpers import CHROMIUM_FLAGS, DESKTOP, PHONE, has_no_sideways_scroll, screenshot
 
 RETURN_MS = 15_000
 
