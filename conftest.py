@@ -3,10 +3,28 @@
 import itertools
 
 import pytest
+from asgiref.sync import SyncToAsync
 from django.conf import settings
+from django.db import connections
 from django.test import Client
 
 PASSWORD = "a-long-and-unguessable-passphrase"
+
+
+@pytest.fixture(autouse=True)
+def sync_thread_connections_closed():
+    """After each test, the thread that runs async code's database work has no connection open.
+
+    An async test's database_sync_to_async work runs in asgiref's one shared thread, and
+    channels.testing turns close_old_connections into a no-op while a communicator talks, so a
+    connection opened there stays open. The consumer closes it again when it handles a
+    disconnect; a socket refused before any consumer ran (MembersOnly), or closed by the server,
+    never does. Left open, it outlived the test and, after the last test, made dropping the test
+    database fail ("being accessed by other users"). Under daphne close_old_connections is real,
+    so this is the tests' leak, not the server's.
+    """
+    yield
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
 @pytest.fixture
