@@ -350,17 +350,26 @@ class Member:
 # confirmed address, each signed in once.
 MAKE_MEMBERS = """
 import json, sys
+from importlib import import_module
 from allauth.account.models import EmailAddress
-from django.test import Client
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth.hashers import make_password
 from accounts.models import User
 out = []
-for spec in json.loads(sys.argv[1]):
-    user = User.objects.create_user(spec["username"], spec["email"], spec["password"],
-                                    display_name=spec["display_name"])
+specs = json.loads(sys.argv[1])
+hashed = make_password(specs[0]["password"])  # one password for the batch: hashed once
+for spec in specs:
+    user = User.objects.create(username=spec["username"], email=spec["email"], password=hashed,
+                               display_name=spec["display_name"])
     EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
-    client = Client()
-    client.force_login(user)
-    out.append(spec | {"pk": user.pk, "session": client.cookies["sessionid"].value})
+    # What logging in stores in the session (django.contrib.auth.login).
+    session = import_module(settings.SESSION_ENGINE).SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    out.append(spec | {"pk": user.pk, "session": session.session_key})
 print("MEMBERS=" + json.dumps(out))
 """
 
@@ -595,4 +604,10 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parley.settings")
 django.setup()
 exec(compile(code, "<deployment>", "exec"), {"__name__": "__main__"})
+# Closed here, and no waiting at exit for threads the code may have left (the pool's).
+from django.db import connections
+connections.close_all()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)
 """
