@@ -113,7 +113,8 @@ def environment_file(values: dict[str, str], path: Path) -> Path:
     for line in example.splitlines():
         key = line.partition("=")[0].strip()
         if not line.lstrip().startswith("#") and key in values:
-            line = f"{key}={values[key]}"
+            value = values[key]
+            line = f'{key}="{value}"' if re.search(r"[\s<>]", value) else f"{key}={value}"
         lines.append(line)
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)

@@ -9,6 +9,7 @@ resolves the site's name to 127.0.0.1; it reaches nothing but Caddy.
 
 import os
 import re
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -34,6 +35,15 @@ PASSWORD = "a-long-and-unguessable-passphrase"
 def site(tmp_path_factory):
     with Deployment(tmp_path_factory.mktemp("site")) as deployment:
         yield deployment
+
+
+@pytest.fixture(scope="module")
+def members(site):
+    """The module's members, made at once (each call into the deployment starts Django)."""
+    return dict(zip(NAMES, site.make_members(*NAMES), strict=True))
+
+
+NAMES = ("ada", "bob", "dora", "eve")
 
 
 @pytest.fixture(autouse=True)
@@ -94,6 +104,7 @@ def test_a_new_member_signs_up_over_https_and_confirms_their_address_from_the_em
     page.goto(links[0])
     page.get_by_role("button", name="Confirm").click()
     expect(page.get_by_role("heading", name="Welcome, cleo")).to_be_visible()
+    screenshot(page, "deployed-welcome")
     cookies = {c["name"]: c for c in page.context.cookies()}
     assert cookies["sessionid"]["secure"]
     assert cookies["sessionid"]["httpOnly"]
@@ -116,9 +127,9 @@ def test_static_files_come_from_caddy_with_long_cache_headers_for_hashed_names(s
 
 
 def test_two_members_chat_live_through_the_proxy_with_sockets_on_both_daphnes(
-    site, browse, console_errors
+    site, members, browse, console_errors
 ):
-    ada, bob = site.make_members("ada", "bob")
+    ada, bob = members["ada"], members["bob"]
     ada_page, bob_page = browse(ada), browse(bob)
 
     ada_page.goto("/rooms/new/")
@@ -154,8 +165,8 @@ print("URL=" + direct_open(a=a, b=b).get_absolute_url())
 """
 
 
-def test_a_relay_only_call_connects_through_the_sites_coturn(site, browse, console_errors):
-    dora, eve = site.make_members("dora", "eve")
+def test_a_relay_only_call_connects_through_the_sites_coturn(site, members, browse, console_errors):
+    dora, eve = members["dora"], members["eve"]
     out = site.django(MAKE_CONTACTS, "dora", "eve")
     conversation = SimpleNamespace(get_absolute_url=lambda: out.rsplit("URL=", 1)[1].strip())
     dora_page, eve_page = browse(dora), browse(eve)
@@ -174,3 +185,27 @@ def test_a_relay_only_call_connects_through_the_sites_coturn(site, browse, conso
         site.turn.tail(400),
     )
     assert console_errors.errors == []
+
+
+def test_a_killed_daphne_is_skipped_at_once_and_rejoins_when_restarted(site):
+    """Last in the module: it kills one web process (and brings it back, as Restart=always)."""
+    killed, survivor = site.daphnes
+    served_before = survivor.tail(600).count('"GET /accounts/login/"')
+    killed.kill()
+    started = time.monotonic()
+    for _ in range(6):
+        status, headers, _ = site.get("/accounts/login/")
+        assert status == 200
+        assert headers["Server"] == "daphne"
+    # Served by the survivor, the refused connection retried at once (not after a timeout).
+    assert time.monotonic() - started < 6
+    assert survivor.tail(600).count('"GET /accounts/login/"') - served_before == 6
+
+    killed.start()
+    # Caddy's health check (every 2 s) or its 10 s fail_duration lets it back in.
+    seen_before = killed.tail(600).count('"GET /accounts/login/"')
+    deadline = time.monotonic() + 20
+    while killed.tail(600).count('"GET /accounts/login/"') == seen_before:
+        assert time.monotonic() < deadline, "the restarted process got no request in 20 s"
+        assert site.get("/accounts/login/")[0] == 200
+        time.sleep(0.2)

@@ -39,3 +39,16 @@ def test_check_deploy_is_clean_with_the_example_environment():
     assert done.returncode == 0, done.stdout + done.stderr
     assert "System check identified no issues (0 silenced)." in done.stdout, done.stdout
     assert done.stderr == ""
+
+
+def test_a_shell_reads_the_example_environment_as_systemd_does():
+    """Operators source the file in a shell too (`set -a; . parley.env`): same values."""
+    done = subprocess.run(
+        ["/bin/sh", "-c", 'set -a; . "$0"; env -0', str(EXAMPLE)],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        check=True,
+    )
+    shell = dict(item.split("=", 1) for item in done.stdout.decode().split("\0") if "=" in item)
+    for key, value in read_environment_file(EXAMPLE).items():
+        assert shell[key] == value, key
