@@ -141,7 +141,9 @@ def unit_command(unit: str, env_file: Path, instance: str = "") -> Command:
     ]
     assert Path(argv[0]).exists(), f"{unit}: {argv[0]} does not exist"
     assert "%" not in " ".join(argv), f"{unit}: a specifier the harness does not know: {argv}"
-    env = SYSTEMD_ENV | read_environment_file(env_file)
+    # Environment= (KEY=value words), then the file, which systemd lets override it.
+    inline = dict(word.split("=", 1) for word in shlex.split(service.get("Environment", "")))
+    env = SYSTEMD_ENV | inline | read_environment_file(env_file)
     return Command(argv=argv, cwd=ROOT, env=env)
 
 
@@ -314,7 +316,7 @@ class Daphne(Process):
 
     def spawn(self) -> None:
         command = self.command()
-        self._spawn(command.argv, command.cwd, command.env | {"PYTHONUNBUFFERED": "1"})
+        self._spawn(command.argv, command.cwd, command.env)
 
     def wait_listening(self, timeout: float = 30) -> None:
         self._wait_listening(self.port, timeout)

@@ -52,3 +52,10 @@ def test_a_shell_reads_the_example_environment_as_systemd_does():
     shell = dict(item.split("=", 1) for item in done.stdout.decode().split("\0") if "=" in item)
     for key, value in read_environment_file(EXAMPLE).items():
         assert shell[key] == value, key
+
+
+def test_the_proxys_health_check_answers_anyone_without_touching_the_database(client):
+    # No database access is allowed in this test: a query would raise.
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.content == b"ok"
