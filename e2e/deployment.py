@@ -439,6 +439,10 @@ class Deployment:
         self.caddy.start()
         wait_for(self.healthy, "the site through Caddy", timeout=20)
 
+    @property
+    def proxy(self) -> "Caddy | None":
+        return self.caddy
+
     def _keep(self, piece):
         self._started.append(piece)
         return piece

@@ -289,7 +289,8 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # --- Static files ---------------------------------------------------------------------------
 # WhiteNoise serves them from daphne itself, so one process is a whole site; in production
-# `collectstatic` gives every file a hashed name that browsers may cache forever.
+# `collectstatic` gives every file a hashed name that browsers may cache forever, and Caddy
+# serves STATIC_ROOT itself (site/Caddyfile), WhiteNoise's precompressed copies included.
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
