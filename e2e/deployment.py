@@ -40,6 +40,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -214,9 +215,12 @@ class MailSink:
 
     def start(self) -> None:
         self._controller.start()
+        self._running = True
 
     def stop(self) -> None:
-        self._controller.stop()
+        if getattr(self, "_running", False):
+            self._controller.stop()
+            self._running = False
 
     def wait_for(self, to: str, timeout: float = 20) -> EmailMessage:
         """The first message to `to`, waiting for it to arrive."""
@@ -412,17 +416,24 @@ class Deployment:
     def start(self) -> None:
         self.certificate = Certificate(self.directory)
         self.redis = self._keep(PrivateRedis())
-        self.redis.start()
         # PostgreSQL's files go where its system user may reach them (engines.py says why).
         self.postgres = self._keep(PrivatePostgres())
-        self.postgres.start()
         self.turn = self._keep(Coturn(self.directory / "coturn", config=self._turn_config()))
-        self.turn.start()
         self.mail = self._keep(MailSink())
-        self.mail.start()
         self.env_file = environment_file(self.environment(), self.directory / "parley.env")
-        self.migrate_output = run_oneshot("parley-migrate.service", self.env_file)
-        self.collectstatic_output = run_oneshot("parley-collectstatic.service", self.env_file)
+
+        def database() -> None:
+            self.postgres.start()
+            self.migrate_output = run_oneshot("parley-migrate.service", self.env_file)
+
+        def static_files() -> None:  # needs no database, so it runs beside the rest
+            self.collectstatic_output = run_oneshot("parley-collectstatic.service", self.env_file)
+
+        with ThreadPoolExecutor() as pool:
+            steps = [self.redis.start, database, self.turn.start, self.mail.start, static_files]
+            done = [pool.submit(step) for step in steps]
+        for step in done:
+            step.result()
         shipped = (SITE / "Caddyfile").read_text()
         for port in upstream_ports(shipped):
             daphne = self._keep(Daphne(free_port(), self.env_file))
