@@ -37,6 +37,16 @@ def site(tmp_path_factory):
         yield deployment
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _patient_expectations():
+    """Pages here go through TLS, Caddy and one of two web processes, beside coturn, PostgreSQL
+    and Redis, on a machine that may have two cores for all of it: a navigation took over 5 s
+    (Playwright's default) under load. Every wait stays bounded."""
+    expect.set_options(timeout=15_000)
+    yield
+    expect.set_options(timeout=5_000)
+
+
 @pytest.fixture(scope="module")
 def members(site):
     """The module's members, made at once (each call into the deployment starts Django)."""
