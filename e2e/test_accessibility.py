@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 from accounts import services as contact_services
 from calls import services as call_services
 from e2e.calls import CONNECT_MS, make_contacts, open_both
-from e2e.helpers import say, screenshot
+from e2e.helpers import PHONE, say, screenshot
 from rooms import services as room_services
 
 AXE = Axe()
@@ -125,6 +125,45 @@ ENTRANCE_PAGES = [
 
 @pytest.mark.parametrize("path", ENTRANCE_PAGES)
 def test_an_entrance_page_has_no_serious_accessibility_finding(page, user, path):
+    page.goto(path)
+    expect(page.locator("main")).to_be_visible()
+    assert_accessible(page)
+
+
+def test_the_pages_of_a_real_reset_and_a_real_confirmation_link_too(page, user):
+    """The new-password form behind a valid reset link, and a valid confirmation link's page."""
+    from allauth.account.forms import default_token_generator
+    from allauth.account.models import EmailAddress, EmailConfirmationHMAC
+    from allauth.account.utils import user_pk_to_url_str
+
+    key = default_token_generator.make_token(user)
+    page.goto(f"/accounts/password/reset/key/{user_pk_to_url_str(user)}-{key}/")
+    expect(page.get_by_label("New Password", exact=True)).to_be_visible()
+    assert_accessible(page)
+
+    address, _ = EmailAddress.objects.get_or_create(user=user, email=user.email)
+    page.goto(f"/accounts/confirm-email/{EmailConfirmationHMAC(address).key}/")
+    expect(page.get_by_role("button", name="Confirm")).to_be_visible()
+    assert_accessible(page)
+
+
+def test_a_sign_up_form_with_errors_has_no_serious_accessibility_finding(page, user):
+    page.goto("/accounts/signup/")
+    page.get_by_label("Username").fill("ada")
+    page.get_by_label("Email").fill("ada@example.org")
+    page.get_by_label("Password", exact=True).fill("short")
+    page.get_by_label("Password (again)").fill("other")
+    page.get_by_role("button", name="Sign Up").click()
+    expect(page.locator("[aria-invalid=true]").first).to_be_visible()
+    assert_accessible(page)
+
+
+@pytest.mark.parametrize("name", ["home-incoming-call", "room", "contacts"])
+def test_a_members_page_on_a_phone_has_no_serious_accessibility_finding(
+    member_context, world, name
+):
+    path = MEMBER_PAGES[name](world)
+    page = member_context(world.ada, **PHONE).new_page()
     page.goto(path)
     expect(page.locator("main")).to_be_visible()
     assert_accessible(page)
