@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.test import Client
+from playwright.sync_api import Browser
 
+from e2e.csp import CspWatch
 from e2e.helpers import CHROMIUM_FLAGS, DESKTOP, CuttableLink
 from parley.tests.live_server import LiveServer
 
@@ -34,6 +36,26 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if E2E_DIR in Path(item.fspath).parents:
             item.add_marker(pytest.mark.e2e)
+
+
+CSP_WATCH = pytest.StashKey[CspWatch]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A browser test fails on any CSP violation in any page it opened (see e2e/csp.py)."""
+    watch = item.stash.get(CSP_WATCH, None)
+    try:
+        result = yield
+    except BaseException:
+        if watch is not None and watch.violations:
+            item.add_report_section("call", "CSP violations", watch.report())
+        raise
+    if watch is not None:
+        watch.settle()
+        if watch.violations:
+            pytest.fail("The Content-Security-Policy refused:\n" + watch.report(), pytrace=False)
+    return result
 
 
 @pytest.hookimpl(wrapper=True)
@@ -59,6 +81,24 @@ def chromium_path() -> str | None:
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     return {**browser_type_launch_args, "executable_path": chromium_path(), "args": CHROMIUM_FLAGS}
+
+
+@pytest.fixture(autouse=True)
+def csp_violations(request, monkeypatch):
+    """Every browser context made during a test, by any fixture or browser, reports its pages'
+    CSP violations here; the test fails on any (pytest_runtest_call above). A test that
+    provokes one on purpose takes it with `csp_violations.take()`."""
+    watch = CspWatch()
+    request.node.stash[CSP_WATCH] = watch
+    new_context = Browser.new_context
+
+    def watched_new_context(self, *args, **kwargs):
+        context = new_context(self, *args, **kwargs)
+        watch.watch(context)
+        return context
+
+    monkeypatch.setattr(Browser, "new_context", watched_new_context)
+    return watch
 
 
 # --- The live server -----------------------------------------------------------------------

@@ -1,11 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from parley import views
+from parley import csp, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.health, name="health"),
+    path("csp-report/", csp.csp_report, name="csp_report"),
     path("accounts/", include("allauth.urls")),
     path("profile/", include("accounts.urls")),
     path("rooms/", include("rooms.urls")),
