@@ -9,6 +9,7 @@ from accounts import selectors, services
 from accounts.forms import ProfileForm
 from accounts.models import User
 from accounts.presence import status_of
+from parley.fragments import notice_fragment
 from parley.http import HtmxHttpRequest
 from rooms import selectors as room_selectors
 from rooms import services as room_services
@@ -66,7 +67,13 @@ def _answer(
         }
         if other is not None:
             context |= {"person": other, "relation": selectors.relation(request.user, other)}
-        return render(request, "accounts/answer.html", context)
+        response = render(request, "accounts/answer.html", context)
+        if other is None:
+            # No person whose actions the words could stand beside (nobody has that name): they
+            # come as a notice instead of being lost.
+            level = "error" if context["failed"] else "info"
+            response.content += notice_fragment(done, level=level).encode()
+        return response
     messages.add_message(request, level, done)
     return redirect(_back(request, reverse("person", args=[other.username]) if other else "/"))
 

@@ -57,9 +57,11 @@ class RoomConsumer(LiveSocket):
         self.catcher: asyncio.Task | None = None
         self.composer_key = ""  # the idempotency key in this page's composer
         self.joined = True  # from here on, leave() has something to undo
+        self.accepted = False  # nothing may be sent before (daphne raises)
         await get_hub().join(self.room.pk, self.room.group, self)
         await room_presence.arrive(self.room.pk, self.member_id)
         await self.accept()
+        self.accepted = True
         room_presence_changed(self.room.pk)
 
     async def leave(self) -> None:
@@ -157,7 +159,10 @@ class RoomConsumer(LiveSocket):
             if self.sent_seq is not None:
                 self.catcher = asyncio.ensure_future(self.catch_up())
         elif kind == "room.presence":
-            await self.send(text_data=event["html"])
+            # The hub hands it out even while this socket is being accepted; the socket's own
+            # arrival is announced right after, to everybody, so one before that is not missed.
+            if self.accepted:
+                await self.send(text_data=event["html"])
         elif kind == "room.access":
             await self.room_access(event)
         elif kind == "room.left" and event["member_id"] == self.member_id:

@@ -78,7 +78,8 @@ def room_invite(*, room: Room, inviter, username: str) -> Membership:
         raise Refused("Only the room's owner can invite people.")
     invitee = get_user_model().objects.filter(username__iexact=username.strip()).first()
     if invitee is None:
-        raise Refused(f"Nobody here is called “{username.strip()}”.")
+        # Cut, as accounts' refusals are: a name is at most 150 characters, so the rest is junk.
+        raise Refused(f"Nobody here is called “{username.strip()[:50]}”.")
     membership, created = Membership.objects.get_or_create(room=room, member=invitee)
     if not created:
         raise Refused(f"{invitee.name} is already in this room.")
