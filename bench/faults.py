@@ -248,7 +248,7 @@ class Site:
         self.servers[index] = LiveServer(self.env, port=port)
 
     def logs(self) -> str:
-        return "\n".join(f"--- daphne {s.port}\n{s.tail(40)}" for s in self.servers)
+        return "\n".join(f"--- daphne {s.port}\n{s.tail(400)}" for s in self.servers)
 
 
 def inject(site: Site, fault: str) -> float:
@@ -366,7 +366,7 @@ async def run_faults(
                     await asyncio.sleep(0.05)
             for fault in faults:
                 result = await phase(site, fault, rate, before, after, limit)
-                result["logs"] = site.logs() if result["recovery"] is None else ""
+                result["logs"] = site.logs()
                 results.append(result)
                 log(fault, {k: v for k, v in result.items() if k != "logs"})
                 if fault == "daphne":
@@ -443,7 +443,7 @@ def main() -> None:
     print(table(runs))
     for run in runs:
         for result in run:
-            if result["logs"]:
+            if result["recovery"] is None:
                 print(result["logs"], file=sys.stderr)
 
 
