@@ -5,6 +5,7 @@ from parley import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("healthz", views.health, name="health"),
     path("accounts/", include("allauth.urls")),
     path("profile/", include("accounts.urls")),
     path("rooms/", include("rooms.urls")),
