@@ -145,10 +145,11 @@ def assert_nothing_lost_or_doubled(members) -> None:
     for member in members:
         shown = member.shown()
         seqs = [seq for seq, _ in shown]
-        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"{member.name}: {seqs}"
+        assert seqs == sorted(seqs), f"{member.name}: {seqs}"
+        assert len(set(seqs)) == len(seqs), f"{member.name} shows a message twice: {seqs}"
         bodies = [body for _, body in shown]
         for text in want:
-            assert bodies.count(text) == 1, f"{member.name} shows {text!r} {bodies.count(text)}×"
+            assert bodies.count(text) == 1, f"{member.name}: {text!r} {bodies.count(text)} times"
         assert shown == first, "every page shows the same messages in the same order"
         for sender in members:
             assert [b for b in bodies if b in sender.sent] == sender.sent, "each in send order"
