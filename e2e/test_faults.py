@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 from e2e.conftest import chromium_path
-from e2e.deployment import Deployment, caddy_path
+from e2e.deployment import Daphne, Deployment, caddy_path
 from e2e.helpers import CHROMIUM_FLAGS, DESKTOP, count_room_sockets, say, screenshot
 from e2e.turn import turnserver_path
 
@@ -45,8 +45,16 @@ print("ROOM=" + room.get_absolute_url())
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    with Deployment(tmp_path_factory.mktemp("site")) as deployment:
-        yield deployment
+    # On a loaded machine (2 cores, a load average of 20) a daphne process took over the
+    # harness's 30 s to listen; here it may take 90 s.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Daphne, "wait_listening", slow_wait_listening)
+        with Deployment(tmp_path_factory.mktemp("site")) as deployment:
+            yield deployment
+
+
+def slow_wait_listening(daphne, timeout: float = 90) -> None:
+    daphne._wait_listening(daphne.port, timeout)
 
 
 @pytest.fixture(scope="module")
