@@ -87,8 +87,9 @@ class Member:
             if self.composer.input_value() == "":
                 self.sent.append(text)
                 return
-            alert = self.page.locator("#composer-error")
-            if alert.count() and "Not sent" in alert.inner_text():
+            # Read without waiting: the alert may go with the composer it came in.
+            alerts = self.page.locator("#composer-error").all_inner_texts()
+            if any("Not sent" in alert for alert in alerts):
                 # The draft is kept, unless the send went meanwhile after all (htmx's ws
                 # extension had queued it, and sent it when it reopened the old socket): then
                 # the composer empties, and the next round sees that.
