@@ -145,7 +145,16 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Under ASGI every request may run in a different thread, so persistent connections do not
     # help; a pool does. https://docs.djangoproject.com/en/6.1/ref/databases/#connection-pool
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = True
+    # After PostgreSQL restarts, every connection resting in the pool is dead: the check (an
+    # empty query when the pool hands one out) drops them all at the first (parley/dbpool.py).
+    # While the server is down a request waits `timeout` seconds at most for a connection, then
+    # fails (a room socket says "not sent"), instead of holding the database thread for 30 s.
+    from parley.dbpool import check_connection
+
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "check": check_connection,
+        "timeout": 5,
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

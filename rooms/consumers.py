@@ -29,6 +29,14 @@ CATCH_UP_LIMIT = 500
 # Closes a room socket for good: the member has left the room.
 GONE = 4003
 LOGGED_OUT_NOTICE = "You have logged out. Log in again to go on chatting."
+# A send the server could not save (the database or Redis failing): the draft stays, with this.
+NOT_SAVED = "Not sent: the server could not save your message just now. Press Send to try again."
+# A draft the page still holds when its socket reopens, that never reached the database: the
+# send was lost with the old socket (or never made), and nothing will send it by itself.
+NOT_SENT_YET = "Not sent yet: the connection dropped. Press Send to send it."
+# Closes a room socket that could not read from the database: the page reconnects and says
+# again where it is, so whatever it lacks is read once the database answers.
+TRY_AGAIN = 1011
 SIGNED_OUT_NOTICE = (
     "You are no longer logged in here: your password changed or your account was closed. "
     "Log in again to go on chatting."
@@ -103,15 +111,24 @@ class RoomConsumer(LiveSocket):
                 room=self.room, author=self.member, body=body, key=key, announce=get_hub().send_soon
             )
         except services.Refused as refusal:
-            kept = body if isinstance(body, str) else ""
-            self.composer_key = key or fragments.new_key()
-            await self.send(
-                text_data=fragments.composer(
-                    room=self.room, key=self.composer_key, body=kept, error=str(refusal)
-                )
-            )
+            await self.keep_draft(body, key, str(refusal))
+            return
+        except Exception:
+            # Never a silent loss: the sender sees it was not sent, the draft and its key stay
+            # (a retry that did reach the database after all is not saved twice).
+            logger.exception("Room %s: saving a message failed", self.room.pk)
+            await self.keep_draft(body, key, NOT_SAVED)
             return
         await self.empty_composer()
+
+    async def keep_draft(self, body: object, key: str, error: str) -> None:
+        kept = body if isinstance(body, str) else ""
+        self.composer_key = key or fragments.new_key()
+        await self.send(
+            text_data=fragments.composer(
+                room=self.room, key=self.composer_key, body=kept, error=error
+            )
+        )
 
     async def empty_composer(self) -> None:
         self.composer_key = fragments.new_key()
@@ -128,14 +145,21 @@ class RoomConsumer(LiveSocket):
         # The resume frame carries the composer's key and draft: a draft already saved (sent
         # before the socket closed, or queued and sent on another socket) is emptied.
         self.composer_key = key if isinstance(key, str) else ""
-        if await database_sync_to_async(services.message_was_saved)(
-            author=self.member, key=self.composer_key, body=body
-        ):
-            await self.empty_composer()
-        async with self.lock:
-            self.sent_seq = after
-            await self.send_from_database()
-            await self.deliver_pending()
+        try:
+            saved = await database_sync_to_async(services.message_was_saved)(
+                author=self.member, key=self.composer_key, body=body
+            )
+            if saved:
+                await self.empty_composer()
+            elif isinstance(body, str) and body.strip():
+                await self.keep_draft(body, self.composer_key, NOT_SENT_YET)
+            async with self.lock:
+                self.sent_seq = after
+                await self.send_from_database()
+                await self.deliver_pending()
+        except Exception:
+            logger.exception("Room %s: resuming a socket failed", self.room.pk)
+            await self.close(TRY_AGAIN)
 
     # --- From the room (through the hub) ---------------------------------------------------
 
@@ -150,8 +174,12 @@ class RoomConsumer(LiveSocket):
             if self.sent_seq is None or self.lock.locked() or self.catching_up:
                 return
             if len(self.pending) == 1 and event["seq"] <= self.sent_seq + 1:
-                async with self.lock:  # free, so taken without waiting
-                    await self.deliver_pending()
+                try:
+                    async with self.lock:  # free, so taken without waiting
+                        await self.deliver_pending()
+                except Exception:
+                    logger.exception("Room %s: delivering to a socket failed", self.room.pk)
+                    await self.close(TRY_AGAIN)
             else:
                 self.catcher = asyncio.ensure_future(self.catch_up())
         elif kind == "room.catch_up":
@@ -203,6 +231,7 @@ class RoomConsumer(LiveSocket):
                 await self.deliver_pending()
         except Exception:
             logger.exception("Room %s: catching a socket up failed", self.room.pk)
+            await self.close(TRY_AGAIN)  # it resumes from what it has shown, once it can
 
     async def deliver_pending(self) -> None:
         while self.pending:

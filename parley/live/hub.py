@@ -14,6 +14,7 @@ Nothing here imports a feature app.
 
 import asyncio
 import logging
+import uuid
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,15 @@ RETRY_MAX = 5.0
 # How long a socket waits for its group's first subscription before it opens anyway. It misses
 # nothing by opening: when the subscription comes, the subscriber catches up (`subscribed`).
 SUBSCRIBE_WAIT = 5.0
+# While it has subscriptions, the hub sends itself a probe through the channel layer every
+# PROBE_EVERY seconds and waits PROBE_WAIT for it. A probe that fails or never comes means events
+# were lost: Redis restarted or could not be reached (a pub/sub connection subscribes again by
+# itself, but what was published meanwhile is gone; the core layer's group memberships die with
+# Redis's memory). When a probe comes back after that, every group is joined again and each
+# subscriber catches up from the database, so a message announced into the gap is not left
+# waiting for the next one to reveal it.
+PROBE_EVERY = 1.0
+PROBE_WAIT = 2.0
 
 
 class Subscriber(Protocol):
@@ -71,6 +81,8 @@ class Hub:
         self.sender: asyncio.Task | None = None
         self.member_sockets: dict[int, set[MemberSocket]] = {}
         self.members_relay = _MembersRelay(self)
+        self.probe_group = f"hub-probe-{uuid.uuid4().hex}"
+        self.watcher: asyncio.Task | None = None
 
     # --- Subscriptions -------------------------------------------------------------------
 
@@ -80,6 +92,8 @@ class Hub:
         if subscription is None:
             subscription = self.subscriptions[group] = _Subscription(group, subscriber)
             subscription.listener = asyncio.create_task(self._listen(subscription))
+            if group != self.probe_group and (self.watcher is None or self.watcher.done()):
+                self.watcher = asyncio.create_task(self._watch())
         return subscription
 
     async def unsubscribe(self, group: str) -> None:
@@ -146,6 +160,57 @@ class Hub:
             except Exception:
                 logger.exception("%s: handling %s failed", subscription.group, event.get("type"))
 
+    # --- Watching the layer --------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        prober = _Prober()
+        probe = self.subscribe(self.probe_group, prober)
+        n, lost = 0, False
+        try:
+            while True:
+                await asyncio.sleep(PROBE_EVERY)
+                if not any(group != self.probe_group for group in self.subscriptions):
+                    self.watcher = None  # a subscription from here on starts a new watcher
+                    return
+                n += 1
+                if not await self._probe(probe, prober, n, again=lost):
+                    if not lost:
+                        logger.warning("The channel layer lost a probe: events may be lost")
+                    lost = True
+                elif lost:
+                    lost = False
+                    logger.warning("The channel layer is back: catching up every group")
+                    await self._rejoin()
+        finally:
+            await self.unsubscribe(self.probe_group)
+
+    async def _probe(self, probe: _Subscription, prober: "_Prober", n: int, again: bool) -> bool:
+        try:
+            async with asyncio.timeout(PROBE_WAIT):
+                await probe.ready.wait()
+                if again:  # the core layer forgot the membership with Redis's memory
+                    await self.layer.group_add(self.probe_group, probe.channel)
+                await self.layer.group_send(self.probe_group, {"type": "hub.probe", "n": n})
+                while prober.seen < n:
+                    prober.arrived.clear()
+                    await prober.arrived.wait()
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # TimeoutError: it never came
+            return False
+
+    async def _rejoin(self) -> None:
+        for subscription in list(self.subscriptions.values()):
+            if subscription.group == self.probe_group or not subscription.ready.is_set():
+                continue
+            try:
+                await self.layer.group_add(subscription.group, subscription.channel)
+            except Exception:
+                logger.exception("Joining %s again failed", subscription.group)
+            subscriber = subscription.subscriber
+            self.soon(("resume", subscription.group), 0, lambda s=subscriber: s.subscribed(True))
+
     # --- Member sockets ------------------------------------------------------------------
 
     async def add_member_socket(self, socket: MemberSocket) -> None:
@@ -211,6 +276,22 @@ class Hub:
             except Exception:
                 # What was announced is saved all the same: sockets read it from the database.
                 logger.exception("Announcing %s to %s failed", event.get("type"), group)
+
+
+class _Prober:
+    """The hub's own probe group's subscriber: notes the newest probe that came back."""
+
+    def __init__(self):
+        self.seen = 0
+        self.arrived = asyncio.Event()
+
+    async def hub_event(self, event: dict) -> None:
+        if event.get("type") == "hub.probe":
+            self.seen = max(self.seen, event["n"])
+            self.arrived.set()
+
+    async def subscribed(self, late: bool) -> None:
+        pass
 
 
 class _MembersRelay:

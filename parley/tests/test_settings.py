@@ -87,7 +87,9 @@ def test_database_url_selects_postgresql_with_a_connection_pool():
         "parley",
         "parley",
     )
-    assert database["OPTIONS"]["pool"] is True
+    # Connections that died with a restarted server are dropped when the pool hands them out.
+    assert database["OPTIONS"]["pool"]["check"].__module__ == "parley.dbpool"
+    assert database["OPTIONS"]["pool"]["timeout"] == 5
 
 
 def test_redis_url_selects_the_redis_channel_layer_and_cache():

@@ -145,11 +145,28 @@ async def test_resuming_with_a_draft_that_was_already_sent_empties_the_composer(
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_resuming_with_an_unsent_draft_leaves_the_composer_alone(user, room_factory, resumed):
+async def test_resuming_with_an_unsent_draft_says_it_is_not_sent_and_keeps_draft_and_key(
+    user, room_factory, resumed
+):
+    # A send lost with the old socket (or never made) is never sent by anything but the member:
+    # the page says so rather than leave them thinking it went.
     room = await database_sync_to_async(room_factory)(owner=user)
     socket = await resumed(room, user, key="draft-key", body="ж" * 3000)
 
-    assert await composers(socket) == []
+    [composer] = await composers(socket)
+    assert "Not sent yet" in composer
+    assert 'role="alert"' in composer
+    assert 'value="draft-key"' in composer
+    assert "ж" * 3000 in composer
     await socket.send_json_to({"action": "send", "body": "ж" * 3000, "key": "draft-key"})
     assert 'value=""' in (await composers(socket))[-1]
+    await socket.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_resuming_with_an_empty_composer_leaves_it_alone(user, room_factory, resumed):
+    room = await database_sync_to_async(room_factory)(owner=user)
+    socket = await resumed(room, user, key="draft-key", body="   ")
+
+    assert await composers(socket) == []
     await socket.disconnect()
