@@ -108,12 +108,9 @@ def call_accept(request: HtmxHttpRequest, call_id: int) -> HttpResponse:
         return _refused(request, refusal, reverse("call", args=[call_id]))
     # With htmx the answer is the call page itself, swapped into the page the Accept was clicked
     # on: no redirect to follow, and no page to load (its script and styles are there already).
-    # static/js/call.js starts the call page on the swap and puts its address in the history.
-    response = _page(request, call, audio=audio)
-    response["HX-Retarget"] = ".layout"
-    response["HX-Reselect"] = ".layout"
-    response["HX-Reswap"] = "outerHTML settle:0ms show:window:top"
-    return response
+    # What to swap is the form's (templates/calls/slot.html); static/js/call.js starts the call
+    # page on the swap and puts its address in the history.
+    return _page(request, call, audio=audio)
 
 
 @require_POST

@@ -224,8 +224,6 @@ def test_accepting_with_htmx_answers_with_the_call_page_to_swap_in(pair):
     response = client_of(bob).post(f"/calls/{call.pk}/accept/", headers=HTMX)
     assert response.status_code == 200
     assert "HX-Redirect" not in response
-    assert response["HX-Retarget"] == response["HX-Reselect"] == ".layout"
-    assert response["HX-Reswap"].startswith("outerHTML")
     page = response.text
     assert 'class="layout"' in page
     assert f'data-call-id="{call.pk}"' in page

@@ -1313,7 +1313,7 @@ function watchAnswers() {
   document.addEventListener("htmx:afterRequest", (event) => {
     const early = HeadStart.current;
     if (!early || !event.detail.elt?.matches?.("[data-call-answer]")) return;
-    // Swapped in by now when it worked (the swap settles at once: HX-Reswap settle:0ms).
+    // Swapped in by now when it worked (the swap settles at once: its hx-swap says settle:0ms).
     queueMicrotask(() => {
       if (HeadStart.current === early && !event.detail.successful) early.abandon();
     });
