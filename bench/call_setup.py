@@ -11,8 +11,12 @@ call it measures, from marks the pages take with one clock (performance.timeOrig
   (requestVideoFrameCallback on #remote-video) on the callee's and the caller's page;
   target median <= 500 ms;
 
-and where the time goes on the way: the call page's load, getUserMedia, the call socket, the
-welcome and ready frames, the offer and answer, ICE, the first frame.
+and where the time goes on the way, as a timeline from the Accept click (the steps overlap:
+Accept swaps the call page in with htmx, and the camera and the call socket start at the
+click): the accept's answer, the call page, getUserMedia, the call socket, the welcome and
+ready frames, the offer and answer, ICE, the first frame. Each figure is the median over the
+runs of each run's median (or p90); the machine's CPU use during each run is printed with it
+(other work on the machine shows in the figures: compare runs at similar load).
 
     .venv/bin/python bench/call_setup.py                 # 20 calls, median of 3 runs
     .venv/bin/python bench/call_setup.py --calls 5 --runs 1 --json /tmp/parley-bench/calls.json
@@ -61,7 +65,7 @@ MARKS = r"""
     window.benchMark(name, at === undefined ? now() : at);
   };
   mark("nav_start", performance.timeOrigin);
-  // The call page: loaded, or swapped in by an Accept (htmx; then "response_end" is when the
+  // The call page: loaded, or swapped in by an Accept (htmx; then "accept_answer" is when the
   // accept's answer arrived, just before the swap).
   const watched = new WeakSet();
   const watchCall = () => {
@@ -92,11 +96,15 @@ MARKS = r"""
   };
   document.addEventListener("htmx:beforeSwap", (event) => {
     const path = event.detail.requestConfig && event.detail.requestConfig.path;
-    if (path && path.includes("/accept/")) mark("response_end");
+    if (path && path.includes("/accept/")) mark("accept_answer");
   });
   addEventListener("DOMContentLoaded", () => {
     const nav = performance.getEntriesByType("navigation")[0];
     if (nav) mark("response_end", performance.timeOrigin + nav.responseEnd);
+    // A call page loaded after the accept's redirect (the way without htmx's swap).
+    if (nav && document.querySelector("#call")) {
+      mark("accept_answer", performance.timeOrigin + nav.responseEnd);
+    }
     mark("dom_ready");
     watchCall();
     const incoming = () => {
@@ -175,7 +183,10 @@ MARKS = r"""
 # not a sum: since the Accept swaps the call page in, the camera and the call socket start at
 # the click, in parallel with the accept's request; the caller's offer is made while it rings.
 CALLEE_STEPS = [
-    ("the accept's answer arrives (page response, or htmx's swap)", "response_end"),
+    (
+        "the accept's answer arrives (the call page's response after the redirect, or htmx's)",
+        "accept_answer",
+    ),
     ("the call page is there (DOM ready, or swapped in)", "call_page"),
     ("camera and microphone (getUserMedia) done", "gum_done"),
     ("call socket open", "call_ws_open"),
@@ -303,7 +314,9 @@ class Marks:
         """The first remote frame shown or, if the page could not play it, decoded."""
         return self.get(who, "first_frame") or self.get(who, "frames_decoded")
 
-    def wait(self, who: str, name: str, page, timeout: float = 15.0) -> float:
+    def wait(self, who: str, name: str, page, timeout: float = 60.0) -> float:
+        # Long: on a busy machine a call can take more than 15 s, and one that never comes
+        # ends the run.
         deadline = time.monotonic() + timeout
         get = self.first_frame if name == "first_frame" else lambda w: self.get(w, name)
         while (at := get(who)) is None:

@@ -396,6 +396,10 @@ def test_every_page_of_the_callee_shows_the_incoming_call_with_working_forms(pai
         assert 'name="csrfmiddlewaretoken"' in slot  # the forms work without JavaScript
         assert "calls/ring" in slot
         assert "hx-swap-oob" not in slot
+        # With htmx, Accept swaps the call page's layout in, and says what media to start.
+        assert 'hx-target=".layout" hx-select=".layout"' in slot
+        assert 'data-call-answer="video"' in slot
+        assert 'data-call-answer="audio"' in slot
 
 
 def test_an_incoming_audio_call_offers_no_audio_only_button(pair):

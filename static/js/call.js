@@ -1343,8 +1343,15 @@ function startCallPage() {
   const url = new URL(`/calls/${encodeURIComponent(root.dataset.callId)}/`, location.href);
   if (root.dataset.kind === "video" && root.dataset.video === "0") url.search = "?audio=1";
   if (url.href !== location.href) history.pushState({ parleyCall: root.dataset.callId }, "", url);
-  addEventListener("popstate", () => location.reload(), { once: true });
+  swappedIn = true;
 }
+
+let swappedIn = false;
+// Back or forward from a swapped-in call page, or (in the document a back loaded) forward to
+// the entry it pushed, which the browser treats as the same document: load it whole.
+addEventListener("popstate", (event) => {
+  if (swappedIn || event.state?.parleyCall) location.reload();
+});
 
 watchSlot();
 watchAnswers();
