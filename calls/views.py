@@ -61,7 +61,10 @@ def call_start(request: HtmxHttpRequest, username: str) -> HttpResponse:
 
 @require_GET
 def call_page(request: HtmxHttpRequest, call_id: int) -> HttpResponse:
-    call = _mine(request, call_id)
+    return _page(request, _mine(request, call_id), audio=request.GET.get("audio") == "1")
+
+
+def _page(request: HtmxHttpRequest, call: Call, *, audio: bool) -> HttpResponse:
     other = call.callee if call.caller_id == request.user.pk else call.caller
     return render(
         request,
@@ -70,7 +73,7 @@ def call_page(request: HtmxHttpRequest, call_id: int) -> HttpResponse:
             "call": call,
             "other": other,
             "room": call.room,
-            "audio_only": not call.video or request.GET.get("audio") == "1",
+            "audio_only": not call.video or audio,
             "polite": call.callee_id == request.user.pk,
             "return_url": _conversation(call),
             # How it ended, for a call page opened (or reloaded) after the end.
@@ -92,8 +95,22 @@ def _act(request: HtmxHttpRequest, call_id: int, action, then) -> HttpResponse:
 
 @require_POST
 def call_accept(request: HtmxHttpRequest, call_id: int) -> HttpResponse:
-    audio = "?audio=1" if request.POST.get("audio_only") == "1" else ""
-    return _act(request, call_id, services.call_accept, lambda c: c.get_absolute_url() + audio)
+    audio = request.POST.get("audio_only") == "1"
+    if not request.htmx:
+        query = "?audio=1" if audio else ""
+        return _act(request, call_id, services.call_accept, lambda c: c.get_absolute_url() + query)
+    _mine(request, call_id)
+    try:
+        call = services.call_accept(call_id=call_id, member=request.user)
+    except Call.DoesNotExist:
+        raise Http404("No such call.") from None
+    except Refused as refusal:
+        return _refused(request, refusal, reverse("call", args=[call_id]))
+    # With htmx the answer is the call page itself, swapped into the page the Accept was clicked
+    # on: no redirect to follow, and no page to load (its script and styles are there already).
+    # What to swap is the form's (templates/calls/slot.html); static/js/call.js starts the call
+    # page on the swap and puts its address in the history.
+    return _page(request, call, audio=audio)
 
 
 @require_POST

@@ -85,6 +85,41 @@ def test_a_video_call_carries_both_ways_mute_and_camera_off_are_seen_and_hang_up
     assert console_errors.errors == []
 
 
+def test_accepting_swaps_the_call_page_in_and_back_and_forward_load_their_pages_whole(
+    member_context, ada_and_bob, console_errors
+):
+    ada, bob, conversation = ada_and_bob
+    ada_page = console_errors(member_context(ada).new_page())
+    bob_page = console_errors(member_context(bob).new_page())
+    open_both(ada_page, bob_page, ada, bob, conversation)
+    bob_page.evaluate("() => { window.notReloaded = true; }")
+    call_id = start_call(ada_page, bob_page)
+    # The same document: the accept's answer was swapped in, not loaded after a redirect.
+    assert bob_page.evaluate("() => window.notReloaded === true")
+    expect(bob_page).to_have_title("Video call with Ada Lovelace · Parley")
+    expect(bob_page.locator("#call-slot")).to_be_hidden()
+    for page in (ada_page, bob_page):
+        wait_connected(page)
+    wait_media_flowing(bob_page)
+    screenshot(bob_page, "call-accepted-in-place-desktop")
+
+    # Back: the page Accept was clicked on, loaded afresh: it says the call goes on, no ring.
+    bob_page.go_back()
+    expect(bob_page).to_have_url(re.compile(r"/$"))
+    expect(bob_page.locator("#call-slot")).to_have_attribute("data-call-state", "active")
+    assert bob_page.evaluate("() => window.notReloaded === undefined")
+    assert bob_page.evaluate("() => window.parleyRing.callId") is None
+    # Forward: the call page, loaded whole, takes the call up again.
+    bob_page.go_forward()
+    expect(bob_page).to_have_url(re.compile(rf"/calls/{call_id}/$"))
+    wait_connected(bob_page)
+    wait_media_flowing(bob_page)
+    bob_page.get_by_role("button", name="Hang up", exact=True).click()
+    for page in (ada_page, bob_page):
+        expect(page).to_have_url(conversation.get_absolute_url(), timeout=RETURN_MS)
+    assert console_errors.errors == []
+
+
 def test_a_reload_mid_call_reconnects_and_hanging_up_from_the_callee_ends_it(
     member_context, ada_and_bob, console_errors
 ):

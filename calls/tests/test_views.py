@@ -210,11 +210,34 @@ def test_accepting_goes_to_the_call_page(pair):
     assert fresh(call).state == Call.State.ACTIVE
 
 
-def test_accepting_audio_only_goes_to_the_call_page_without_video(pair):
+def test_accepting_audio_only_without_htmx_goes_to_the_call_page_without_video(pair):
+    ada, bob = pair
+    call = ring(ada, bob)
+    response = client_of(bob).post(f"/calls/{call.pk}/accept/", {"audio_only": "1"})
+    assert response["Location"] == f"/calls/{call.pk}/?audio=1"
+    assert fresh(call).state == Call.State.ACTIVE
+
+
+def test_accepting_with_htmx_answers_with_the_call_page_to_swap_in(pair):
+    ada, bob = pair
+    call = ring(ada, bob)
+    response = client_of(bob).post(f"/calls/{call.pk}/accept/", headers=HTMX)
+    assert response.status_code == 200
+    assert "HX-Redirect" not in response
+    page = response.text
+    assert 'class="layout"' in page
+    assert f'data-call-id="{call.pk}"' in page
+    assert 'data-video="1"' in page
+    assert 'data-state="active"' in page
+    assert fresh(call).state == Call.State.ACTIVE
+
+
+def test_accepting_audio_only_with_htmx_answers_with_a_call_page_without_video(pair):
     ada, bob = pair
     call = ring(ada, bob)
     response = client_of(bob).post(f"/calls/{call.pk}/accept/", {"audio_only": "1"}, headers=HTMX)
-    assert response["HX-Redirect"] == f"/calls/{call.pk}/?audio=1"
+    assert response.status_code == 200
+    assert 'data-kind="video" data-video="0"' in response.text
     assert fresh(call).state == Call.State.ACTIVE
 
 
@@ -222,9 +245,7 @@ def test_a_second_accept_from_another_tab_says_where_the_call_went(pair):
     ada, bob = pair
     call = ring(ada, bob)
     first, second = client_of(bob), client_of(bob)
-    assert first.post(f"/calls/{call.pk}/accept/", headers=HTMX)["HX-Redirect"] == (
-        f"/calls/{call.pk}/"
-    )
+    assert first.post(f"/calls/{call.pk}/accept/", headers=HTMX).status_code == 200
     response = second.post(
         f"/calls/{call.pk}/accept/", headers=HTMX | {"Referer": "http://testserver/rooms/"}
     )
@@ -375,6 +396,10 @@ def test_every_page_of_the_callee_shows_the_incoming_call_with_working_forms(pai
         assert 'name="csrfmiddlewaretoken"' in slot  # the forms work without JavaScript
         assert "calls/ring" in slot
         assert "hx-swap-oob" not in slot
+        # With htmx, Accept swaps the call page's layout in, and says what media to start.
+        assert 'hx-target=".layout" hx-select=".layout"' in slot
+        assert 'data-call-answer="video"' in slot
+        assert 'data-call-answer="audio"' in slot
 
 
 def test_an_incoming_audio_call_offers_no_audio_only_button(pair):

@@ -45,6 +45,11 @@ const SOCKET_BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
 // happens (CallPage.loadChatLater says why).
 const CHAT_AT_MOST_MS = 3000;
 const CHAT_AFTER_CONNECTED_MS = 500; // connected: the first frame is usually this close
+const HEAD_START_MS = 10000; // an Accept's head start not taken over by then is dropped
+// A new connection's video starts at 1/FIRST_SCALE of the width and height, and is sent whole
+// this long after it connects (CallPage.setScale says why).
+const FIRST_SCALE = 2;
+const FULL_PICTURE_AFTER_MS = 1000;
 
 const TEXT = {
   ringing: (name) => `Calling ${name}…`,
@@ -173,6 +178,7 @@ function watchSlot() {
     queueMicrotask(() => {
       queued = false;
       checkSlot();
+      if (pageProcessed) startCallPage(); // an Accept swapped the call page in
     });
   }).observe(document.body, {
     childList: true,
@@ -212,6 +218,22 @@ function iceUfrag(description) {
   return description?.sdp?.match(/^a=ice-ufrag:(\S+)/m)?.[1] ?? null;
 }
 
+function audioConstraints(deviceId) {
+  return {
+    echoCancellation: true,
+    noiseSuppression: true,
+    ...(deviceId ? { deviceId: { exact: deviceId } } : {}),
+  };
+}
+
+function videoConstraints(deviceId) {
+  return {
+    width: { ideal: 1280 },
+    height: { ideal: 720 },
+    ...(deviceId ? { deviceId: { exact: deviceId } } : {}),
+  };
+}
+
 class CallPage {
   constructor(root) {
     this.root = root;
@@ -231,6 +253,9 @@ class CallPage {
       root.dataset.video === "1" && new URLSearchParams(location.search).get("audio") !== "1";
 
     this.state = "connecting";
+    // What the server said when it rendered the page: a welcome saying "ringing" on a page
+    // rendered after the answer comes from a socket opened before it (answerInPlace).
+    this.renderedState = root.dataset.state;
     this.over = false;
     // Signalling
     this.ws = null;
@@ -243,6 +268,10 @@ class CallPage {
     this.queue = Promise.resolve();
     // Peer connection and its negotiation flags (perfect negotiation)
     this.pc = null;
+    // The caller's connection is made while it rings, before there is anyone to send its
+    // offer and candidates to: they wait here until the first "ready" pairs it (onReady).
+    this.unpaired = false;
+    this.pending = [];
     this.neg = null;
     this.restartTimer = null;
     this.restartAttempt = 0;
@@ -265,7 +294,8 @@ class CallPage {
     this.connectedSince = this.startedAt();
   }
 
-  start() {
+  /** `early`: a HeadStart this page takes over (the socket and the media it started). */
+  start(early = null) {
     window.parleyCall = this;
     this.loadChatLater();
     if (this.root.dataset.state === "ended") {
@@ -275,8 +305,13 @@ class CallPage {
     this.el.localVideo.srcObject = this.localStream;
     this.bindControls();
     this.setStatus(TEXT.connecting(this.peerName));
-    this.connect();
-    this.media = this.startMedia({ video: this.wantVideo, audio: true });
+    this.connect(early);
+    let media = early?.media ?? null;
+    if (media && early.video !== this.wantVideo) {
+      early.stopMedia(); // asked for other media than this page wants: ask again
+      media = null;
+    }
+    this.media = this.startMedia({ video: this.wantVideo, audio: true }, media);
     setInterval(() => this.tick(), 1000);
     setInterval(() => this.measure(), QUALITY_EVERY_MS);
     document.addEventListener("parley:call-slot", (event) => this.onSlot(event.detail.slot));
@@ -402,20 +437,26 @@ class CallPage {
 
   // --- The call socket ------------------------------------------------------------------------
 
-  connect() {
+  connect(early = null) {
     if (this.over) return;
-    // Coming back after a drop, this page asks for its seat again: the other page then sees
-    // the same pair and both restart ICE on the connection they have (onReady).
-    const url = new URL(this.socketUrl);
-    if (this.seat) url.searchParams.set("seat", this.seat);
-    const ws = new WebSocket(url.href);
+    let ws;
+    if (early) {
+      ws = early.ws;
+    } else {
+      // Coming back after a drop, this page asks for its seat again: the other page then sees
+      // the same pair and both restart ICE on the connection they have (onReady).
+      const url = new URL(this.socketUrl);
+      if (this.seat) url.searchParams.set("seat", this.seat);
+      ws = new WebSocket(url.href);
+    }
     this.ws = ws;
     let opened = false;
-    ws.addEventListener("open", () => {
+    const on = early ? early.handOver() : ws;
+    on.addEventListener("open", () => {
       opened = true;
       this.socketAttempts = 0;
     });
-    ws.addEventListener("message", (event) => {
+    on.addEventListener("message", (event) => {
       let message;
       try {
         message = JSON.parse(event.data);
@@ -428,11 +469,12 @@ class CallPage {
         .then(() => this.handle(message))
         .catch((error) => console.warn("Parley call:", error));
     });
-    ws.addEventListener("close", (event) => {
+    on.addEventListener("close", (event) => {
       if (ws !== this.ws) return;
       this.ws = null;
       this.onSocketClose(event.code, opened);
     });
+    early?.replay();
   }
 
   send(frame) {
@@ -513,10 +555,13 @@ class CallPage {
         console.warn("Parley call: could not update the ICE servers:", error);
       }
     }
-    if (message.state === "ringing") {
+    if (message.state === "ringing" && this.renderedState !== "active") {
       this.setState("ringing");
       this.setStatus(TEXT.ringing(this.peerName));
     }
+    // The caller waits here while it rings: its connection, offer and candidates can be ready
+    // when the callee arrives (onReady sends them).
+    if (message.state === "ringing" && !this.polite && !this.pc) this.newPeer({ unpaired: true });
   }
 
   onReady(message) {
@@ -527,7 +572,11 @@ class CallPage {
     // the new one is up). The same pair again means a socket of one of them came back: ICE
     // restarts on the connection both still have.
     const pair = `${this.seat} ${peer}`;
-    if (!this.pc || pair !== this.pairKey || this.pc.connectionState === "closed") {
+    if (this.pc && this.unpaired && this.pc.connectionState !== "closed") {
+      this.pairKey = pair;
+      this.peer = peer;
+      this.pair();
+    } else if (!this.pc || pair !== this.pairKey || this.pc.connectionState === "closed") {
       this.pairKey = pair;
       this.peer = peer;
       this.newPeer();
@@ -568,11 +617,14 @@ class CallPage {
 
   // --- The peer connection --------------------------------------------------------------------
 
-  newPeer() {
+  /** A fresh connection. `unpaired`: the caller's, made while it rings; it offers once paired. */
+  newPeer({ unpaired = false } = {}) {
     const old = this.pc;
     this.closePeer({ keepPicture: old?.connectionState === "connected" });
     const pc = new RTCPeerConnection(this.ice);
     this.pc = pc;
+    this.unpaired = unpaired;
+    this.pending = [];
     this.neg = { makingOffer: false, ignoreOffer: false, settingAnswer: false };
     this.everConnected = false;
     this.restartAttempt = 0;
@@ -580,8 +632,7 @@ class CallPage {
     this.relayGathered = false;
     this.remoteStream = new MediaStream();
     if (!this.retired) this.showRemote();
-    this.setState("connecting");
-    if (this.connectedSince === null) this.setStatus(TEXT.connecting(this.peerName));
+    if (!unpaired) this.connecting(pc);
 
     pc.addEventListener("track", ({ track }) => {
       if (pc !== this.pc) return;
@@ -595,7 +646,9 @@ class CallPage {
     pc.addEventListener("icecandidate", ({ candidate }) => {
       if (pc !== this.pc || !candidate) return;
       if (candidate.type === "relay") this.relayGathered = true;
-      this.send({ type: "candidate", candidate: candidate.toJSON() });
+      const frame = { type: "candidate", candidate: candidate.toJSON() };
+      if (this.unpaired) this.pending.push(frame);
+      else this.send(frame);
     });
     pc.addEventListener("icecandidateerror", (event) => {
       if (pc !== this.pc) return;
@@ -614,15 +667,58 @@ class CallPage {
     // The impolite side (the caller) makes the offer, with both kinds of media in it from the
     // start: camera off, screen share and device changes are then replaceTrack, never a new
     // negotiation. The polite side answers into these transceivers (attachTracks).
+    // Its video starts at a quarter of the pixels (setScale).
     if (!this.polite) {
       pc.addTransceiver(this.audioTrack ?? "audio", { direction: "sendrecv" });
-      pc.addTransceiver(this.outgoingVideo() ?? "video", { direction: "sendrecv" });
+      pc.addTransceiver(this.outgoingVideo() ?? "video", {
+        direction: "sendrecv",
+        sendEncodings: [{ scaleResolutionDownBy: FIRST_SCALE }],
+      });
+      this.smallFrom = pc;
     }
+    return pc;
+  }
+
+  /** The connection is this call's now: it has until the deadline to carry media. */
+  connecting(pc) {
+    this.setState("connecting");
+    if (this.connectedSince === null) this.setStatus(TEXT.connecting(this.peerName));
     clearTimeout(this.deadline);
     this.deadline = setTimeout(() => {
       if (pc === this.pc && !this.everConnected) this.noPath();
     }, CONNECT_DEADLINE_MS);
-    return pc;
+  }
+
+  /** The first "ready" for the connection made while it rang: send what it has prepared. */
+  pair() {
+    const pc = this.pc;
+    this.unpaired = false;
+    this.connecting(pc);
+    // An offer still being made is sent by offer() when it is done.
+    if (!this.neg.makingOffer && pc.signalingState === "have-local-offer") {
+      this.send({ type: "description", description: pc.localDescription.toJSON() });
+    }
+    for (const frame of this.pending.splice(0)) this.send(frame);
+  }
+
+  /** The first frames of a connection are sent at a quarter of the pixels, and the full picture
+   * a moment after it connects: WebRTC starts a connection at a low estimated bandwidth, and
+   * its encoder drops 720p frames (and scales down) before it sends the first one. The scale
+   * keeps the picture's shape; the preview is the camera's own. */
+  async setScale(pc, scale) {
+    const sender = pc.getTransceivers().find(
+      (t) => !t.stopped && t.receiver.track.kind === "video",
+    )?.sender;
+    if (!sender) return;
+    try {
+      const parameters = sender.getParameters();
+      if (!parameters.encodings?.length) return;
+      if (parameters.encodings.every((e) => (e.scaleResolutionDownBy ?? 1) === scale)) return;
+      for (const encoding of parameters.encodings) encoding.scaleResolutionDownBy = scale;
+      await sender.setParameters(parameters);
+    } catch (error) {
+      console.warn("Parley call: could not scale the outgoing video:", error);
+    }
   }
 
   closePeer({ keepPicture = false } = {}) {
@@ -666,7 +762,7 @@ class CallPage {
     try {
       this.neg.makingOffer = true;
       await pc.setLocalDescription();
-      if (pc === this.pc) {
+      if (pc === this.pc && !this.unpaired) {
         this.send({ type: "description", description: pc.localDescription.toJSON() });
       }
     } catch (error) {
@@ -696,6 +792,10 @@ class CallPage {
       await pc.setLocalDescription();
       if (pc === this.pc) {
         this.send({ type: "description", description: pc.localDescription.toJSON() });
+      }
+      if (this.smallFrom !== pc) {
+        this.smallFrom = pc; // the polite side's sender exists from the first offer on
+        await this.setScale(pc, FIRST_SCALE);
       }
     }
   }
@@ -762,6 +862,7 @@ class CallPage {
       this.lastCounts = null; // loss is counted per connection
       this.measure();
       this.send({ type: "connected" });
+      setTimeout(() => pc === this.pc && this.setScale(pc, 1), FULL_PICTURE_AFTER_MS);
     } else if (state === "disconnected" || state === "failed") {
       this.setState("reconnecting");
       this.setStatus(TEXT.reconnecting);
@@ -797,16 +898,18 @@ class CallPage {
     return this.cameraOn ? this.cameraTrack : null;
   }
 
-  async startMedia({ video, audio }) {
+  /** `started`: the same request, made already (HeadStart), to take the answer of. */
+  async startMedia({ video, audio }, started = null) {
     if (!navigator.mediaDevices?.getUserMedia) {
       this.showProblem("media", TEXT.insecure, { joinNone: true });
       return;
     }
     try {
-      const stream = await navigator.mediaDevices.getUserMedia({
-        audio: audio ? this.audioConstraints() : false,
-        video: video ? this.videoConstraints() : false,
-      });
+      const stream = await (started ??
+        navigator.mediaDevices.getUserMedia({
+          audio: audio ? this.audioConstraints() : false,
+          video: video ? this.videoConstraints() : false,
+        }));
       this.replaceLocal("audio", stream.getAudioTracks()[0] ?? null);
       if (video) {
         this.replaceLocal("video", stream.getVideoTracks()[0] ?? null);
@@ -821,19 +924,11 @@ class CallPage {
   }
 
   audioConstraints(deviceId) {
-    return {
-      echoCancellation: true,
-      noiseSuppression: true,
-      ...(deviceId ? { deviceId: { exact: deviceId } } : {}),
-    };
+    return audioConstraints(deviceId);
   }
 
   videoConstraints(deviceId) {
-    return {
-      width: { ideal: 1280 },
-      height: { ideal: 720 },
-      ...(deviceId ? { deviceId: { exact: deviceId } } : {}),
-    };
+    return videoConstraints(deviceId);
   }
 
   async mediaProblem(error, { video, audio }) {
@@ -1133,12 +1228,131 @@ class CallPage {
   }
 }
 
+// --- Answering in place ----------------------------------------------------------------------
+
+/** What an Accept starts at the click, while its request goes to the server: the camera and
+ * microphone, and the call socket (the server seats a participant while the call rings). With
+ * htmx the answer is the call page itself, swapped in here (calls/views.py call_accept): the
+ * CallPage it starts takes both over, and is a few hundred milliseconds further than a page
+ * loaded after a redirect would be. Refused, failed or not taken soon: both are stopped. */
+class HeadStart {
+  static current = null;
+
+  constructor(callId, video) {
+    HeadStart.current?.abandon();
+    HeadStart.current = this;
+    this.callId = callId;
+    this.video = video;
+    this.media = navigator.mediaDevices?.getUserMedia
+      ? navigator.mediaDevices.getUserMedia({
+          audio: audioConstraints(),
+          video: video ? videoConstraints() : false,
+        })
+      : null;
+    this.media?.catch(() => {}); // the page that takes it over says what went wrong
+    const url = new URL(`/ws/calls/${encodeURIComponent(callId)}/`, location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    this.ws = new WebSocket(url.href);
+    // Until the page takes the socket over, its events wait here, in order.
+    this.events = [];
+    this.target = null;
+    for (const type of ["open", "message", "close"]) {
+      this.ws.addEventListener(type, (event) => {
+        if (this.target) this.target.dispatchEvent(copyEvent(event));
+        else this.events.push(event);
+      });
+    }
+    this.timer = setTimeout(() => this.abandon(), HEAD_START_MS);
+  }
+
+  /** The page takes it over: an EventTarget that gets the socket's events, past and future. */
+  handOver() {
+    clearTimeout(this.timer);
+    if (HeadStart.current === this) HeadStart.current = null;
+    this.target = new EventTarget();
+    return this.target;
+  }
+
+  replay() {
+    for (const event of this.events.splice(0)) this.target.dispatchEvent(copyEvent(event));
+  }
+
+  stopMedia() {
+    this.media?.then((stream) => stream.getTracks().forEach((track) => track.stop()), () => {});
+  }
+
+  abandon() {
+    clearTimeout(this.timer);
+    if (HeadStart.current === this) HeadStart.current = null;
+    if (this.target) return; // taken over: the page's now
+    this.ws.close();
+    this.stopMedia();
+  }
+
+  static take(callId) {
+    const early = HeadStart.current;
+    return early && early.callId === callId ? early : null;
+  }
+}
+
+function copyEvent(event) {
+  if (event.type === "message") return new MessageEvent("message", { data: event.data });
+  if (event.type === "close") {
+    return new CloseEvent("close", { code: event.code, reason: event.reason, wasClean: event.wasClean });
+  }
+  return new Event(event.type);
+}
+
+function watchAnswers() {
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    const form = event.detail.elt;
+    const slot = form?.closest?.(SELECTORS.slot);
+    if (!slot || !form.matches("[data-call-answer]") || !slot.dataset.callId) return;
+    new HeadStart(slot.dataset.callId, form.dataset.callAnswer === "video");
+  });
+  document.addEventListener("htmx:afterRequest", (event) => {
+    const early = HeadStart.current;
+    if (!early || !event.detail.elt?.matches?.("[data-call-answer]")) return;
+    // Swapped in by now when it worked (the swap settles at once: its hx-swap says settle:0ms).
+    queueMicrotask(() => {
+      if (HeadStart.current === early && !event.detail.successful) early.abandon();
+    });
+  });
+}
+
 // --- Start -----------------------------------------------------------------------------------
 
 // htmx processes the page in its own DOMContentLoaded listener, added before this module ran.
 let pageProcessed = false;
 document.addEventListener("DOMContentLoaded", () => (pageProcessed = true), { once: true });
 
+/** The call page, at load or swapped in by an Accept (then its address goes into the history,
+ * and back or forward from it load their pages whole, as without the swap). */
+function startCallPage() {
+  const root = document.querySelector(SELECTORS.call);
+  const current = window.parleyCall;
+  if (!root || current?.root === root) return;
+  if (current && !current.over) {
+    location.reload(); // a second call page in one document: let the server say what it is
+    return;
+  }
+  const swapped = pageProcessed;
+  const early = HeadStart.take(root.dataset.callId);
+  new CallPage(root).start(early);
+  if (!swapped) return;
+  const url = new URL(`/calls/${encodeURIComponent(root.dataset.callId)}/`, location.href);
+  if (root.dataset.kind === "video" && root.dataset.video === "0") url.search = "?audio=1";
+  if (url.href !== location.href) history.pushState({ parleyCall: root.dataset.callId }, "", url);
+  swappedIn = true;
+}
+
+let swappedIn = false;
+// Back or forward from a swapped-in call page, or (in the document a back loaded) forward to
+// the entry it pushed, which the browser treats as the same document: load it whole.
+addEventListener("popstate", (event) => {
+  if (swappedIn || event.state?.parleyCall) location.reload();
+});
+
 watchSlot();
-const root = document.querySelector(SELECTORS.call);
-if (root) new CallPage(root).start();
+watchAnswers();
+startCallPage();
