@@ -220,8 +220,10 @@ SOCKETS_PER_MEMBER = env_int("SOCKETS_PER_MEMBER", 60)
 SOCKETS_PER_ADDRESS = env_int("SOCKETS_PER_ADDRESS", 200)
 # Bytes a socket may have waiting to be sent, beyond what the kernel holds, before its next frame
 # closes it instead (parley/live/transport.py): a tab that stopped reading costs the server at
-# most this plus one frame. Its page reconnects when it wakes and catches up. 1 MiB is two full
-# catch-up frames (500 messages each) waiting on a slow link. 0: no bound.
+# most this plus one frame (daphne sends none over 1 MiB). Its page reconnects when it wakes and
+# catches up. 1 MiB is about a thousand live messages not read, or a whole catch-up frame still
+# waiting behind another on a slow link (a page that falls further behind reconnects and carries
+# on from what it has). 0: no bound.
 SOCKET_UNSENT_LIMIT = env_int("SOCKET_UNSENT_LIMIT", 1024 * 1024)
 
 # --- Calls ---------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ cancelled the socket.
 
 It also counts the socket against the caps on open sockets (parley/live/caps.py) before the
 subclass's `connect` runs: a socket over a cap is accepted only to be told why, and closed with
-CROWDED (1013, "try again later"), which makes the htmx ws extension retry with backoff. The
-slot is given back with everything else in `leave`.
+CROWDED (4029): an htmx page shows the notice and stays closed until it is reloaded; the call
+page's script retries with its backoff. The slot is given back with everything else in `leave`.
 """
 
 import asyncio
@@ -26,14 +26,17 @@ from parley.live.caps import MEMBER, address_of, socket_caps
 
 logger = logging.getLogger(__name__)
 
-CROWDED = 1013  # RFC 6455 "Try Again Later": browsers' and htmx's cue to reconnect later
+# Closes a socket over a cap (as HTTP's 429). autobahn lets an application close only with 1000
+# or 3000-4999, so not 1013 ("try again later"): the htmx ws extension does not reconnect on
+# it, and the notice says to reload; the call page's script retries with its own backoff.
+CROWDED = 4029
 TOO_MANY_TABS = (
     "Too many open tabs: Parley keeps at most {cap} live connections per member. "
-    "Close some tabs or windows; this one reconnects by itself."
+    "Close some tabs or windows, then reload this page."
 )
 TOO_MANY_FROM_ADDRESS = (
     "Too many live connections from your network address (at most {cap}). "
-    "This tab reconnects by itself when some close."
+    "Close some tabs, or wait a little, then reload this page."
 )
 
 
@@ -58,12 +61,18 @@ class LiveSocket(AsyncWebsocketConsumer):
             else:
                 text = TOO_MANY_FROM_ADDRESS.format(cap=settings.SOCKETS_PER_ADDRESS)
             logger.warning("Socket refused: member %s is at the %s cap", member_id, full)
+            self._crowded = True
             # Accepted so that the page can be told why: a refused handshake is a bare 403.
             await self.accept()
             await self.send(text_data=self.crowded_frame(text))
             await self.close(CROWDED)
             return
         await super().websocket_connect(message)
+
+    async def websocket_receive(self, message) -> None:
+        if getattr(self, "_crowded", False):
+            return  # what the page sent before it heard it was refused: it never connected
+        await super().websocket_receive(message)
 
     async def __call__(self, scope, receive, send):
         try:

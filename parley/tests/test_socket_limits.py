@@ -205,3 +205,12 @@ async def test_refreshing_keeps_a_live_process_s_slots(settings, redis_caps):
     await live.refresh()
     await asyncio.sleep(1.2)  # past the first expiry: only the refresh kept the entry
     assert (await other.take(member_id=10, address=None))[0] is None
+
+
+async def test_frames_a_refused_socket_sent_before_it_heard_are_ignored(settings, open_socket, duo):
+    settings.SOCKETS_PER_MEMBER = 1
+    member = await open_socket("/ws/member/", duo.ada)
+    refused = await open_socket(f"/ws/rooms/{duo.room.pk}/", duo.ada)
+    await refused.send_to(text_data=json.dumps({"action": "resume", "after": 0}))
+    assert "Too many open tabs" in await crowded(refused)
+    await member.disconnect()
