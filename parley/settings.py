@@ -102,6 +102,8 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "parley.middleware.htmx_login_redirect",
+    # After authentication and htmx: limits are per member, and htmx gets a notice.
+    "parley.ratelimits.WriteRateLimits",
 ]
 
 ROOT_URLCONF = "parley.urls"
@@ -225,6 +227,9 @@ SOCKETS_PER_ADDRESS = env_int("SOCKETS_PER_ADDRESS", 200)
 # waiting behind another on a slow link (a page that falls further behind reconnects and carries
 # on from what it has). 0: no bound.
 SOCKET_UNSENT_LIMIT = env_int("SOCKET_UNSENT_LIMIT", 1024 * 1024)
+# Request-rate limits on the forms that write (parley/ratelimits.py); allauth's on log-in and
+# sign-up are always on.
+WRITE_RATE_LIMITS = env_bool("WRITE_RATE_LIMITS", True)
 
 # --- Calls ---------------------------------------------------------------------------------
 
