@@ -109,10 +109,14 @@ async def run_once(kind: str, run: int, args) -> dict:
     env.update(DEBUG="1", PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="parley.settings")
     if kind == "unbound":
         env["SOCKET_UNSENT_LIMIT"] = "0"
-    db_name = f"parley_frozen_{os.getpid()}_{run}_{kind}"
-    pg_admin(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-    pg_admin(f'CREATE DATABASE "{db_name}"')
-    env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{db_name}"
+    db_name = None
+    if args.db == "postgres":
+        db_name = f"parley_frozen_{os.getpid()}_{run}_{kind}"
+        pg_admin(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        pg_admin(f'CREATE DATABASE "{db_name}"')
+        env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{db_name}"
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{workdir / 'db.sqlite3'}"
     servers: list[subprocess.Popen] = []
     workers: list[Worker] = []
     frozen = None
@@ -203,8 +207,9 @@ async def run_once(kind: str, run: int, args) -> dict:
             await stop_worker(w.proc)
         for s in servers:
             stop(s)
-        with contextlib.suppress(Exception):
-            pg_admin(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        if db_name:
+            with contextlib.suppress(Exception):
+                pg_admin(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         for f in workdir.glob("*.lat*"):
             f.unlink()
     return result
@@ -242,6 +247,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=40.0, help="messages per second")
     parser.add_argument("--pad", type=int, default=1000, help="characters added to each body")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--db",
+        choices=["postgres", "sqlite"],
+        default="sqlite",
+        help="sqlite (one process, a file in the workdir) keeps the figures clear of what else "
+        "the machine's PostgreSQL is doing",
+    )
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--drain", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=2)
