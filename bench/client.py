@@ -27,7 +27,8 @@ import struct
 import sys
 import time
 
-BENCH_RE = re.compile(rb'class="message__body">bench (\d+) (\d+)<')
+# The body may go on after the numbers (frozen_tab.py pads it: --pad).
+BENCH_RE = re.compile(rb'class="message__body">bench (\d+) (\d+)[ <]')
 OP_CONT, OP_TEXT, OP_BIN, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 
 
@@ -218,7 +219,8 @@ class Socket(asyncio.Protocol):
     def send_message(self, msg_id: int) -> None:
         sent = time.time_ns()
         self.outstanding.append((msg_id, sent))
-        self.send_json({"action": "send", "body": f"bench {msg_id} {sent}", "key": f"k{msg_id}"})
+        body = f"bench {msg_id} {sent}{self.worker.pad}"
+        self.send_json({"action": "send", "body": body, "key": f"k{msg_id}"})
         return sent
 
 
@@ -232,6 +234,7 @@ class Worker:
         self.phase: Phase | None = None
         self.out_dir = config["out_dir"]
         self.name = config["name"]
+        self.pad = config.get("pad", "")
 
     async def open(self, member: dict, timeout: float = 60.0) -> Socket:
         loop = asyncio.get_running_loop()

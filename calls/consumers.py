@@ -209,6 +209,10 @@ class CallConsumer(LiveSocket):
         text = json.dumps(content).translate(ESCAPES)
         await self.send(text_data=text)
 
+    def crowded_frame(self, text: str) -> str:
+        """Over a cap on open sockets (LiveSocket): the page's script reads JSON."""
+        return json.dumps({"type": "error", "message": text}).translate(ESCAPES)
+
     async def refuse(self, message: str) -> None:
         await self.send_json({"type": "error", "message": message})
 

@@ -16,15 +16,19 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from parley.live.transport import BoundedSend  # noqa: E402
 from parley.routing import websocket_urlpatterns  # noqa: E402
 from parley.websockets import FreedOnClose, MembersOnly  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
+        # BoundedSend: a socket that stops reading is closed before it grows the process.
         "websocket": FreedOnClose(
-            AllowedHostsOriginValidator(
-                AuthMiddlewareStack(MembersOnly(URLRouter(websocket_urlpatterns)))
+            BoundedSend(
+                AllowedHostsOriginValidator(
+                    AuthMiddlewareStack(MembersOnly(URLRouter(websocket_urlpatterns)))
+                )
             )
         ),
     }

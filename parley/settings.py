@@ -102,6 +102,8 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "parley.middleware.htmx_login_redirect",
+    # After authentication and htmx: limits are per member, and htmx gets a notice.
+    "parley.ratelimits.WriteRateLimits",
 ]
 
 ROOT_URLCONF = "parley.urls"
@@ -217,6 +219,26 @@ else:
 PRESENCE_TTL = env_float("PRESENCE_TTL", 45)
 PRESENCE_REFRESH = env_float("PRESENCE_REFRESH", 15)
 PRESENCE_SWEEP = env_float("PRESENCE_SWEEP", 5)
+
+# --- Limits that protect the server ---------------------------------------------------------
+
+# Open sockets (every page keeps one, a room page two, a call page two or three), counted on the
+# whole site (parley/live/caps.py); 0 turns a cap off. 60 per member is some 25 tabs of rooms,
+# with room for the sockets of tabs that vanished and are not yet timed out (about 50 s). 200
+# per address lets an office or a school behind one NAT address, some 60 people, chat at once;
+# IPv6 addresses count by their /64. Raise it when many more share one address.
+SOCKETS_PER_MEMBER = env_int("SOCKETS_PER_MEMBER", 60)
+SOCKETS_PER_ADDRESS = env_int("SOCKETS_PER_ADDRESS", 200)
+# Bytes a socket may have waiting to be sent, beyond what the kernel holds, before its next frame
+# closes it instead (parley/live/transport.py): a tab that stopped reading costs the server at
+# most this plus one frame (daphne sends none over 1 MiB). Its page reconnects when it wakes and
+# catches up. 1 MiB is about a thousand live messages not read, or a whole catch-up frame still
+# waiting behind another on a slow link (a page that falls further behind reconnects and carries
+# on from what it has). 0: no bound.
+SOCKET_UNSENT_LIMIT = env_int("SOCKET_UNSENT_LIMIT", 1024 * 1024)
+# Request-rate limits on the forms that write (parley/ratelimits.py); allauth's on log-in and
+# sign-up are always on.
+WRITE_RATE_LIMITS = env_bool("WRITE_RATE_LIMITS", True)
 
 # --- Calls ---------------------------------------------------------------------------------
 
