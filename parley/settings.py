@@ -203,9 +203,12 @@ if REDIS_URL:
         raise ImproperlyConfigured("REDIS_CHANNEL_LAYER must be pubsub or core.")
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's Redis cache, answering empty while Redis is away (parley/cache.py).
+            "BACKEND": "parley.cache.FailOpenRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": REDIS_PREFIX,
+            # An unreachable Redis costs a request at most this long, not the OS's TCP timeout.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
         }
     }
 else:

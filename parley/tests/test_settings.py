@@ -98,9 +98,10 @@ def test_redis_url_selects_the_redis_channel_layer_and_cache():
     assert layer["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert layer["CONFIG"]["hosts"] == [PRODUCTION["REDIS_URL"]]
     assert settings.CACHES["default"] == {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "parley.cache.FailOpenRedisCache",
         "LOCATION": PRODUCTION["REDIS_URL"],
         "KEY_PREFIX": "parley",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
     }
 
 
