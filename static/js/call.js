@@ -59,6 +59,7 @@ const TEXT = {
   ended: "The call has ended.",
   moved: "This call continues in another tab.",
   loggedOut: "You have been logged out, so the call has stopped.",
+  crowded: "Too many open tabs: close some, and the call reconnects by itself.",
   noPath: "The network between you blocks calls; ask your admin about TURN.",
   turnRefused:
     "The TURN server refused the credentials for this call, so it cannot be relayed; ask your admin to check the TURN settings.",
@@ -486,6 +487,8 @@ class CallPage {
     if (code === 4005) return this.ended();
     if (code === 4004) return this.stop(TEXT.moved, "moved");
     if (code === 4001) return this.stop(TEXT.loggedOut, "logged-out");
+    // Over the cap on open sockets (parley/live/sockets.py): said, and retried with the backoff.
+    if (code === 4029) this.showProblem("crowded", TEXT.crowded);
     if (!opened && this.socketAttempts >= 2 && (await this.callIsOver())) return this.ended();
     const delay = SOCKET_BACKOFF_MS[Math.min(this.socketAttempts, SOCKET_BACKOFF_MS.length - 1)];
     this.socketAttempts += 1;
@@ -545,6 +548,7 @@ class CallPage {
   }
 
   onWelcome(message) {
+    this.clearProblem("crowded");
     this.seat = String(message.seat);
     this.polite = message.polite === true;
     this.ice = iceConfig(message.ice);
