@@ -29,8 +29,9 @@ def sync_thread_connections_closed():
 
 @pytest.fixture(autouse=True)
 def requests_not_yet_counted(request):
-    """Each test starts with no form posts counted against the rate limits (parley/ratelimits.py):
-    members' ids repeat from test to test, and the counts would add up over a whole run. Not in
+    """Each test starts with nothing counted in the cache: the rate limits on forms
+    (parley/ratelimits.py), the message flood limit and the contact-request limit count by member
+    id, ids repeat from test to test, and the counts would add up over a whole run. Not in
     browser tests: their server is another process, with a cache of its own."""
     if request.node.get_closest_marker("e2e") is None:
         from django.core.cache import cache

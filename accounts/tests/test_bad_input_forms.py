@@ -5,7 +5,6 @@ reached anyone else."""
 import pytest
 from django.contrib.auth import get_user, get_user_model
 from django.core import mail
-from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from django.utils.html import escape
@@ -20,14 +19,6 @@ HOSTILE = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
 HOSTILE_ESCAPED = (
     "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&lt;script&gt;alert(2)&lt;/script&gt;"
 )
-
-
-@pytest.fixture(autouse=True)
-def fresh_counters(django_user_model):
-    # allauth's rate limits and Parley's request limit count in the cache; only theirs go.
-    yield
-    for pk in django_user_model.objects.values_list("pk", flat=True):
-        cache.delete(f"parley:contact-requests:{pk}")
 
 
 @pytest.fixture

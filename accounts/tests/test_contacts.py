@@ -4,7 +4,6 @@ import re
 import threading
 
 import pytest
-from django.core.cache import cache
 from django.db import connection, connections
 from django.http import Http404
 from django.test import Client
@@ -19,14 +18,6 @@ pytestmark = pytest.mark.django_db
 needs_row_locks = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="racing needs PostgreSQL's row locks"
 )
-
-
-@pytest.fixture(autouse=True)
-def fresh_request_counters(django_user_model):
-    # Only these keys: with Redis, clearing the whole cache would empty the channel layer's.
-    yield
-    for pk in django_user_model.objects.values_list("pk", flat=True):
-        cache.delete(f"parley:contact-requests:{pk}")
 
 
 @pytest.fixture

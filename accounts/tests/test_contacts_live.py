@@ -2,19 +2,11 @@
 
 import pytest
 from channels.db import database_sync_to_async
-from django.core.cache import cache
 
 from accounts import services
 from accounts.models import ContactRequest
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def fresh_request_counters(django_user_model):
-    yield
-    for pk in django_user_model.objects.values_list("pk", flat=True):
-        cache.delete(f"parley:contact-requests:{pk}")
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import json
 
 import pytest
 from channels.db import database_sync_to_async
-from django.core.cache import cache
 from django.test import Client
 
 from accounts import services as contacts
@@ -16,13 +15,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 OFFER = {"type": "description", "description": {"type": "offer", "sdp": SDP}}
-
-
-@pytest.fixture(autouse=True)
-def fresh_request_counters(django_user_model):
-    yield
-    for pk in django_user_model.objects.values_list("pk", flat=True):
-        cache.delete(f"parley:contact-requests:{pk}")
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.db import connection, connections
 from django.utils import timezone
 
@@ -32,14 +31,6 @@ needs_row_locks = pytest.mark.skipif(
 def quick_passwords(settings):
     # Nobody here logs in with a password; hashing one per member made each test take seconds.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def fresh_request_counters(django_user_model):
-    # Only these keys: with Redis, clearing the whole cache would empty the channel layer's.
-    yield
-    for pk in django_user_model.objects.values_list("pk", flat=True):
-        cache.delete(f"parley:contact-requests:{pk}")
 
 
 def befriend(a, b):

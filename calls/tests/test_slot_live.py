@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.core.cache import cache
 from django.utils import timezone
 
 from accounts import services as contacts
@@ -25,14 +24,6 @@ SLOT = 'id="call-slot"'
 def quick_passwords(settings):
     # Nobody here logs in with a password; hashing one per member made each test take seconds.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def fresh_request_counters(django_user_model):
-    # Only these keys: with Redis, clearing the whole cache would empty the channel layer's.
-    yield
-    for pk in django_user_model.objects.values_list("pk", flat=True):
-        cache.delete(f"parley:contact-requests:{pk}")
 
 
 async def run(function, **kwargs):

@@ -7,7 +7,6 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
-from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
@@ -26,11 +25,6 @@ CANDIDATE = {
     "sdpMLineIndex": 0,
     "usernameFragment": "abcd",
 }
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    cache.clear()  # contact-request limits and presence, in Redis, outlive a test
 
 
 @pytest.fixture

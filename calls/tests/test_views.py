@@ -5,7 +5,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
@@ -23,14 +22,6 @@ HTMX = {"HX-Request": "true"}
 def quick_passwords(settings):
     # Nobody here logs in with a password; hashing one per member made each test take seconds.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def fresh_request_counters(django_user_model):
-    # Only these keys: with Redis, clearing the whole cache would empty the channel layer's.
-    yield
-    for pk in django_user_model.objects.values_list("pk", flat=True):
-        cache.delete(f"parley:contact-requests:{pk}")
 
 
 def befriend(a, b):

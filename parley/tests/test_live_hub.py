@@ -5,18 +5,11 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.core.cache import cache
 
 from parley.live import hub as live_hub
 from rooms import services
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def fresh_flood_counters(duo):
-    for member in (duo.ada, duo.bob):
-        cache.delete(f"parley:flood:{member.pk}")
 
 
 async def frame_with(socket, text: str, wait: float = 5) -> str:

@@ -4,18 +4,12 @@ import json
 
 import pytest
 from channels.db import database_sync_to_async
-from django.core.cache import cache
 
 from parley.live.caps import address_of, socket_caps
 from parley.live.members import member_push
 from parley.live.sockets import CROWDED
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    cache.clear()  # contact-request limits, in Redis, outlive a test
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import re
 
 import pytest
 from channels.db import database_sync_to_async
-from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
@@ -23,14 +22,6 @@ HOSTILE_ESCAPED = (
     "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&lt;script&gt;alert(2)&lt;/script&gt;"
 )
 NOT_UNDERSTOOD = "That message could not be understood."
-
-
-@pytest.fixture(autouse=True)
-def fresh_flood_counters(django_user_model):
-    # Only these keys: with Redis the cache also holds presence.
-    yield
-    for pk in django_user_model.objects.values_list("pk", flat=True):
-        cache.delete(f"parley:flood:{pk}")
 
 
 @pytest.fixture

@@ -4,20 +4,12 @@ import re
 
 import pytest
 from channels.db import database_sync_to_async
-from django.core.cache import cache
 from django.test import Client
 
 from rooms import selectors, services
 from rooms.models import Message, Room
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_flood_counters(django_user_model):
-    yield
-    for pk in django_user_model.objects.values_list("pk", flat=True):
-        cache.delete(f"parley:flood:{pk}")
 
 
 @pytest.fixture

@@ -10,11 +10,6 @@ from rooms.models import Membership, Message, Room
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fresh_counters():
-    cache.clear()
-
-
 def post_messages(room, author, count: int) -> None:
     for n in range(1, count + 1):
         cache.delete(f"parley:flood:{author.pk}")  # the flood limit is for people, not fixtures

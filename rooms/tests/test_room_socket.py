@@ -9,18 +9,12 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
-from django.core.cache import cache
 
 from parley.asgi import application
 from rooms import fragments, selectors, services
 from rooms.models import Message, Room
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def fresh_flood_counters():
-    cache.clear()
 
 
 @pytest.fixture

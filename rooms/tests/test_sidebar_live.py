@@ -12,11 +12,6 @@ from rooms.models import Membership
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def fresh_flood_counters():
-    cache.clear()
-
-
 @pytest.fixture
 def open_socket(site_socket):
     async def open_(path: str, member):
