@@ -82,9 +82,7 @@ async def test_a_page_hundreds_of_long_messages_behind_gets_each_once_in_order_i
     await page.disconnect()
 
 
-async def test_a_page_that_drops_mid_catch_up_resumes_from_the_last_frame_it_showed(
-    duo, open_room
-):
+async def test_a_page_that_drops_mid_catch_up_resumes_from_the_last_frame_it_showed(duo, open_room):
     await database_sync_to_async(fill)(duo.room, duo.ada, BEHIND)
     page = await open_room(duo.room, duo.bob, after=0)
     first = (await message_frames_until(page, 1))[0]
