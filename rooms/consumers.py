@@ -13,11 +13,13 @@ import logging
 from collections import deque
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from parley.fragments import notice_fragment
 from parley.live.members import LOGGED_OUT
 from parley.live.sessions import RECHECK, SocketSession
 from parley.live.sockets import LiveSocket, in_a_task
+from parley.live.transport import UNSENT_BYTES
 from rooms import fragments, selectors, services
 from rooms.hub import get_hub
 from rooms.presence import room_presence, room_presence_changed
@@ -26,6 +28,12 @@ logger = logging.getLogger(__name__)
 
 MAX_FRAME = 64 * 1024
 CATCH_UP_LIMIT = 500
+# A catch-up goes out in frames of at most fragments.FRAME_BYTES, each sent once the socket's
+# unsent bytes are down to about one frame: a slow page is not aborted by the bound on them
+# (SOCKET_UNSENT_LIMIT). A page that reads nothing for PACE_WAIT seconds is sent the frame
+# anyway, and the bound closes it as it closes any frozen tab.
+PACE_POLL = 0.02
+PACE_WAIT = 10.0
 # Closes a room socket for good: the member has left the room.
 GONE = 4003
 LOGGED_OUT_NOTICE = "You have logged out. Log in again to go on chatting."
@@ -173,7 +181,11 @@ class RoomConsumer(LiveSocket):
                 self.pending.popleft()  # safe: a gap is read from the database
             if self.sent_seq is None or self.lock.locked() or self.catching_up:
                 return
-            if len(self.pending) == 1 and event["seq"] <= self.sent_seq + 1:
+            if (
+                len(self.pending) == 1
+                and event["seq"] <= self.sent_seq + 1
+                and not self.backed_up()  # else the catcher paces it, and the hub need not wait
+            ):
                 try:
                     async with self.lock:  # free, so taken without waiting
                         await self.deliver_pending()
@@ -242,7 +254,7 @@ class RoomConsumer(LiveSocket):
         if seq <= self.sent_seq:
             return  # the page has it already
         if seq == self.sent_seq + 1:
-            await self.send(text_data=event["html"])
+            await self.paced_send(event["html"])
             self.sent_seq = seq
         else:
             await self.send_from_database()  # a gap: read what is missing, in order
@@ -259,14 +271,38 @@ class RoomConsumer(LiveSocket):
             self.room, self.sent_seq, CATCH_UP_LIMIT
         )
         while batch:
-            await self.send(text_data=fragments.messages(batch))
-            self.sent_seq = batch[-1].seq
-            self.mark_read_soon()
+            for frame, last in fragments.message_frames(batch):
+                await self.paced_send(frame)
+                self.sent_seq = last
+                self.mark_read_soon()
             if len(batch) < CATCH_UP_LIMIT:
                 break
             batch = await database_sync_to_async(selectors.messages_after)(
                 self.room, self.sent_seq, CATCH_UP_LIMIT
             )
+
+    def unsent(self) -> int | None:
+        """Bytes sent to this socket that the page has not taken yet (None: unknown here)."""
+        unsent_bytes = self.scope.get(UNSENT_BYTES)
+        return None if unsent_bytes is None else unsent_bytes()
+
+    @staticmethod
+    def pace_below() -> int:
+        return min(fragments.FRAME_BYTES, settings.SOCKET_UNSENT_LIMIT // 2)
+
+    def backed_up(self) -> bool:
+        unsent = self.unsent()
+        return unsent is not None and unsent > self.pace_below()
+
+    async def paced_send(self, frame: str) -> None:
+        """Send once the page has taken what it was sent before, or PACE_WAIT has passed."""
+        if self.backed_up():
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + PACE_WAIT
+            # Polled: Twisted's transport says nothing when it drains.
+            while self.backed_up() and loop.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(PACE_POLL)
+        await self.send(text_data=frame)
 
     def mark_read_soon(self) -> None:
         """What this page has shown counts as read (the hub writes it, for many at once)."""

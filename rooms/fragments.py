@@ -3,6 +3,7 @@
 import secrets
 
 from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 
 from rooms.models import Message, Room
 
@@ -22,6 +23,44 @@ def messages(batch: list[Message]) -> str:
     return render_to_string(
         "rooms/pushed_messages.html", {"chat_messages": batch, "last_seq": batch[-1].seq}
     )
+
+
+# A frame of several messages (a catch-up) carries at most this many bytes: well under daphne's
+# 1 MiB cap on a WebSocket message and the per-socket bound on unsent bytes
+# (settings.SOCKET_UNSENT_LIMIT, 1 MiB), so that a page far behind is sent what it lacks in
+# pieces it can take, each moving its resume point on. One message (4,000 characters, at most
+# some 20 KB once escaped) always fits.
+FRAME_BYTES = 256 * 1024
+# The frame's wrapper and its #room-seq update, on top of the messages.
+_FRAME_OVERHEAD = 1024
+
+
+def message_frames(batch: list[Message], limit: int = FRAME_BYTES) -> list[tuple[str, int]]:
+    """`batch` (in seq order) as frames of at most `limit` bytes, each with the seq of its last
+    message. Each is a complete pushed_messages.html, moving the page's resume point on: a page
+    that drops mid-way resumes from the last one it showed."""
+    frames, chunk, size = [], [], _FRAME_OVERHEAD
+    for message in batch:
+        html = render_to_string("rooms/room.html#message", {"message": message})
+        length = len(html.encode())
+        if chunk and size + length > limit:
+            frames.append(_frame(chunk))
+            chunk, size = [], _FRAME_OVERHEAD
+        chunk.append((message.seq, html))
+        size += length
+    if chunk:
+        frames.append(_frame(chunk))
+    return frames
+
+
+def _frame(chunk: list[tuple[int, str]]) -> tuple[str, int]:
+    # Each piece is the output of the message partial, escaped there already.
+    rendered = mark_safe("".join(html for _, html in chunk))  # noqa: S308
+    last = chunk[-1][0]
+    html = render_to_string(
+        "rooms/pushed_messages.html", {"rendered_messages": rendered, "last_seq": last}
+    )
+    return html, last
 
 
 def composer(

@@ -32,6 +32,9 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+# The scope key of a function returning the socket's unsent bytes (None: unknown).
+UNSENT_BYTES = "parley.unsent_bytes"
+
 
 def _buffered(transport):
     """The Twisted TCP transport under `transport` (a TLS transport wraps one), or None when it
@@ -91,4 +94,7 @@ class BoundedSend:
                     return
             await send(message)
 
+        # For a consumer that sends a burst (a room's catch-up) to pace it: it waits for the
+        # transport to drain instead of piling frames up until this aborts the socket.
+        scope = {**scope, UNSENT_BYTES: lambda: unsent_bytes(getattr(protocol, "transport", None))}
         return await self.inner(scope, receive, bounded)
