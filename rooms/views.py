@@ -79,23 +79,27 @@ def _title(room: Room, other) -> str:
 @require_GET
 def room_socket(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     """A fresh copy of the room's socket element: the page fetches it after its socket closed,
-    and swapping it in opens a new socket. Only the page's seq comes along: the page keeps its
-    draft and its key (the copy's composer fields are hx-preserve), and the new socket's resume
+    and swapping it in opens a new socket. Nothing comes along: the copy carries no seq (the
+    page's #room-seq, outside the element, is what the new socket resumes from, so a socket the
+    ws extension reopened meanwhile cannot make it resume from an older one), and the page keeps
+    its draft and key (the copy's composer fields are hx-preserve); the new socket's resume
     frame carries them, so a draft that was sent meanwhile is emptied from there."""
     room = selectors.room_for(request.user, slug)
     if not selectors.is_member(room, request.user):
         # Left the room (in another tab, say): no socket, the way back in instead.
         return render(request, "rooms/room.html#join", {"room": room})
-    try:
-        after = max(int(request.GET.get("after", "")), 0)
-    except ValueError:
-        after = 0
     context = {
         "room": room,
-        "last_seq": min(after, room.last_seq),
         "key": fragments.new_key(),  # used only by a page that has no draft to keep
         "preserve": True,
     }
+    if "after" in request.GET:
+        # A page rendered before this release keeps its seq inside the element it swaps out,
+        # and asks with it: its copy carries one, or its new socket could not resume at all.
+        try:
+            context["old_page_seq"] = min(max(int(request.GET["after"]), 0), room.last_seq)
+        except ValueError:
+            context["old_page_seq"] = 0
     return render(request, "rooms/room.html#socket", context)
 
 

@@ -342,9 +342,10 @@ def test_older_messages_with_a_bad_before_answer_a_page_never_an_error(
 
 
 @pytest.mark.parametrize(("after", "seq"), [("abc", 0), ("9" * 30, 1), ("-5", 0), ("", 0)])
-def test_a_fresh_socket_element_with_a_bad_after_resumes_from_what_the_room_has(
+def test_a_fresh_socket_element_for_an_old_page_with_a_bad_after_resumes_from_what_the_room_has(
     client_of, user, room_factory, after, seq
 ):
+    # Only a page rendered before #room-seq moved out of the socket element asks with "after".
     room = room_factory(owner=user)
     services.message_post(room=room, author=user, body="only one", key="k")
     response = client_of(user).get(reverse("room_socket", args=[room.slug]), {"after": after})
