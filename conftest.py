@@ -122,3 +122,15 @@ def duo(user_factory, room_factory):
     room = room_factory(owner=ada)
     services.room_join(room=room, member=bob)
     return SimpleNamespace(ada=ada, bob=bob, room=room)
+
+
+@pytest.fixture
+def client_of():
+    """A factory of test clients, each signed in as the member given."""
+
+    def make(member, **options):
+        client = Client(**options)
+        client.force_login(member)
+        return client
+
+    return make

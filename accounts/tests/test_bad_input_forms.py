@@ -21,16 +21,6 @@ HOSTILE_ESCAPED = (
 )
 
 
-@pytest.fixture
-def client_of():
-    def make(member, **options):
-        client = Client(**options)
-        client.force_login(member)
-        return client
-
-    return make
-
-
 def signup(client, **fields):
     data = {
         "username": "grace",

@@ -30,16 +30,6 @@ def bob(user_factory):
     return user_factory(username="bob", display_name="Bob Marley")
 
 
-@pytest.fixture
-def client_of():
-    def make(member, **options):
-        client = Client(**options)
-        client.force_login(member)
-        return client
-
-    return make
-
-
 def befriend(a, b):
     services.contact_request_send(sender=a, username=b.username)
     request = ContactRequest.objects.get(sender=a, recipient=b)

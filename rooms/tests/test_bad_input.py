@@ -9,7 +9,6 @@ import re
 
 import pytest
 from channels.db import database_sync_to_async
-from django.test import Client
 from django.urls import reverse
 
 from rooms import services
@@ -22,16 +21,6 @@ HOSTILE_ESCAPED = (
     "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&lt;script&gt;alert(2)&lt;/script&gt;"
 )
 NOT_UNDERSTOOD = "That message could not be understood."
-
-
-@pytest.fixture
-def client_of():
-    def make(member, **options):
-        client = Client(**options)
-        client.force_login(member)
-        return client
-
-    return make
 
 
 @pytest.fixture
