@@ -81,7 +81,8 @@ def private_network_prefix() -> list[str]:
 
 
 def main(extra: list[str]) -> int:
-    pytest = [str(VENV_BIN / "python"), "-m", "pytest", *extra]
+    # --durations: each run ends with its slowest tests, to show where make test's time goes.
+    pytest = [str(VENV_BIN / "python"), "-m", "pytest", "--durations=15", *extra]
     results: list[tuple[str, str]] = []
 
     def record(name: str, ok: bool) -> None:
