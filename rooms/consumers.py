@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 
 MAX_FRAME = 64 * 1024
 CATCH_UP_LIMIT = 500
+# What a socket keeps of the room's live messages while it cannot send them (it is reading from
+# the database, or its page is slow): at most this many bytes of their HTML, the oldest dropped
+# first. A gap is read from the database, so dropping loses nothing; it bounds what a frozen tab
+# holds alive, which the count alone did not (500 long messages are some 12 MB).
+PENDING_BYTES = 1024 * 1024
 # A catch-up goes out in frames of at most fragments.FRAME_BYTES, each sent once the socket's
 # unsent bytes are down to about one frame: a slow page is not aborted by the bound on them
 # (SOCKET_UNSENT_LIMIT). A page that reads nothing for PACE_WAIT seconds is sent the frame
@@ -69,6 +74,7 @@ class RoomConsumer(LiveSocket):
         # Live messages not yet delivered: they came before the page said where it is, or while
         # this socket was reading from the database. Whoever holds the lock delivers them.
         self.pending: deque[dict] = deque()
+        self.pending_bytes = 0
         self.lock = asyncio.Lock()  # held while this socket reads from the database and sends
         self.catcher: asyncio.Task | None = None
         self.composer_key = ""  # the idempotency key in this page's composer
@@ -177,8 +183,9 @@ class RoomConsumer(LiveSocket):
             # The hub hands each message to every socket of the room in turn, so this must not
             # wait for the database: a socket that is reading from it keeps the message for later.
             self.pending.append(event)
-            if len(self.pending) > CATCH_UP_LIMIT:
-                self.pending.popleft()  # safe: a gap is read from the database
+            self.pending_bytes += len(event["html"])
+            while len(self.pending) > CATCH_UP_LIMIT or self.pending_bytes > PENDING_BYTES:
+                self.take_pending()  # safe: a gap is read from the database
             if self.sent_seq is None or self.lock.locked() or self.catching_up:
                 return
             if (
@@ -247,7 +254,12 @@ class RoomConsumer(LiveSocket):
 
     async def deliver_pending(self) -> None:
         while self.pending:
-            await self.deliver(self.pending.popleft())
+            await self.deliver(self.take_pending())
+
+    def take_pending(self) -> dict:
+        event = self.pending.popleft()
+        self.pending_bytes -= len(event["html"])
+        return event
 
     async def deliver(self, event: dict) -> None:
         seq = event["seq"]

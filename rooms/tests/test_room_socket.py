@@ -382,6 +382,51 @@ async def test_a_socket_reading_from_the_database_holds_up_no_other_socket(
     await close_all(ada_socket, bob_socket)
 
 
+async def test_live_messages_a_busy_socket_cannot_keep_come_from_the_database_in_order(
+    duo, connect, monkeypatch
+):
+    # While a socket reads from the database it keeps the room's live messages for later, up
+    # to PENDING_BYTES of them (a frozen tab must not hold a busy room's messages alive); the
+    # ones it drops are read from the database after, so the page still gets each once, in order.
+    from rooms import consumers
+
+    monkeypatch.setattr(consumers, "PENDING_BYTES", 1)  # keeps none at all
+    ada, bob, room = duo.ada, duo.bob, duo.room
+    announced = []
+
+    def post_quietly(body: str) -> None:
+        services.message_post(
+            room=room, author=bob, body=body, key=body, announce=lambda *s: announced.append(s)
+        )
+
+    await database_sync_to_async(post_quietly)("before")
+    query_started, go_on = threading.Event(), threading.Event()
+    messages_after = selectors.messages_after
+
+    def slow_messages_after(*args):
+        if not query_started.is_set():
+            query_started.set()
+            go_on.wait(10)
+        return messages_after(*args)
+
+    monkeypatch.setattr(selectors, "messages_after", slow_messages_after)
+    ada_socket, _ = await connect(room, ada)
+    try:
+        assert await asyncio.to_thread(query_started.wait, 5)
+        for n in range(3):
+            await database_sync_to_async(post_quietly)(f"while busy {n} " + "x" * 3000)
+        for group, event in announced[1:]:
+            await get_channel_layer().group_send(group, event)
+    finally:
+        go_on.set()
+    delivered = []
+    while len(delivered) < 4:
+        delivered += seqs(await receive_until(ada_socket, "data-seq"))
+    assert delivered == [1, 2, 3, 4]
+    assert await no_more_messages(ada_socket)
+    await close_all(ada_socket)
+
+
 # --- Leaving ---------------------------------------------------------------------------------
 
 
