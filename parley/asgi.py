@@ -14,21 +14,19 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from parley.live.transport import BoundedSend  # noqa: E402
 from parley.routing import websocket_urlpatterns  # noqa: E402
-from parley.websockets import FreedOnClose, MembersOnly  # noqa: E402
+from parley.websockets import FreedOnClose, MembersOnly, SameOrigin  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # BoundedSend: a socket that stops reading is closed before it grows the process.
+        # SameOrigin: only this site's own pages may open a socket (scheme, host and port).
         "websocket": FreedOnClose(
             BoundedSend(
-                AllowedHostsOriginValidator(
-                    AuthMiddlewareStack(MembersOnly(URLRouter(websocket_urlpatterns)))
-                )
+                SameOrigin(AuthMiddlewareStack(MembersOnly(URLRouter(websocket_urlpatterns))))
             )
         ),
     }

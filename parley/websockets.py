@@ -1,8 +1,76 @@
 """ASGI middleware for Parley's WebSockets."""
 
 from functools import partial
+from urllib.parse import urlsplit
 
 from channels.middleware import BaseMiddleware
+from channels.security.websocket import WebsocketDenier
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an origin or URL, the port filled in; None when it is not one."""
+    try:
+        parts = urlsplit(url.strip().lower())
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or port is None:
+        return None
+    return parts.scheme, parts.hostname, port
+
+
+class SameOrigin:
+    """Refuse the handshake of a socket whose page is not this site's own.
+
+    The handshake's Host must be one of ALLOWED_HOSTS (Django's rules, as for a request), and
+    its Origin the very origin the handshake came to: the scheme (https when the proxy says so
+    through SECURE_PROXY_SSL_HEADER, as for Django's own checks), that host and its port; or one
+    of CSRF_TRUSTED_ORIGINS. It is the check Django's CSRF middleware makes of a form's Origin,
+    made for sockets. Channels' AllowedHostsOriginValidator, which this replaces, compared only
+    the Origin's host with ALLOWED_HOSTS, so a page of another site on the same host, on another
+    port or over plain http (cookies ignore ports, so its sockets carry the member's session),
+    could open a socket as the member.
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and not self.allowed(scope):
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.inner(scope, receive, send)
+
+    @staticmethod
+    def allowed(scope) -> bool:
+        headers = {}
+        for name, value in scope.get("headers", ()):
+            headers.setdefault(name.lower(), value.decode("latin-1"))
+        host, origin = headers.get(b"host", ""), _origin(headers.get(b"origin", ""))
+        domain, _ = split_domain_port(host)
+        allowed_hosts = settings.ALLOWED_HOSTS
+        if settings.DEBUG and not allowed_hosts:
+            allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]  # as Django's get_host
+        if origin is None or not domain or not validate_host(domain, allowed_hosts):
+            return False
+        if origin in [_origin(url) for url in settings.CSRF_TRUSTED_ORIGINS]:
+            return True
+        return origin == _origin(f"{_scheme(scope, headers)}://{host}")
+
+
+def _scheme(scope, headers: dict[bytes, str]) -> str:
+    if scope.get("scheme") in ("wss", "https"):
+        return "https"
+    proxy = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    if proxy:
+        name, value = proxy
+        header = name.removeprefix("HTTP_").replace("_", "-").lower().encode()
+        if headers.get(header, "").split(",")[0].strip() == value:
+            return "https"
+    return "http"
 
 
 class MembersOnly(BaseMiddleware):

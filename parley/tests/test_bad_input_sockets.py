@@ -106,6 +106,8 @@ async def test_each_socket_opens_from_the_sites_own_origin(world, socket_as, kin
         b"http://127.0.0.1.evil.example",  # the site's host as a prefix
         b"http://evil-127.0.0.1",
         b"not a url",
+        b"http://127.0.0.1:9000",  # another site on the same host: cookies ignore ports
+        b"https://127.0.0.1:8000",  # the site was reached over http, not https
     ],
 )
 async def test_a_signed_in_socket_from_anywhere_but_the_site_is_refused_before_any_consumer_runs(
@@ -115,6 +117,38 @@ async def test_a_signed_in_socket_from_anywhere_but_the_site_is_refused_before_a
     connected, _ = await communicator.connect(timeout=3)
     assert not connected
     assert consumers_run == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "opens"),
+    [
+        # Behind the proxy (site/Caddyfile): it says https, and the page is the https one.
+        ({b"x-forwarded-proto": b"https", b"origin": b"https://127.0.0.1:8000"}, True),
+        ({b"x-forwarded-proto": b"https", b"origin": b"http://127.0.0.1:8000"}, False),
+        ({b"origin": b"https://127.0.0.1:8000"}, False),  # nobody said https
+        # A trusted origin (CSRF_TRUSTED_ORIGINS) opens it whatever the Host.
+        ({b"origin": b"https://chat.example.org"}, True),
+        ({b"origin": b"https://chat.example.org:8443"}, False),
+        # No Host header: no browser page of any site.
+        ({b"host": None, b"origin": b"http://127.0.0.1:8000"}, False),
+    ],
+)
+async def test_a_socket_opens_only_from_the_origin_the_handshake_came_to(
+    world, session_cookie_factory, settings, headers, opens
+):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.CSRF_TRUSTED_ORIGINS = ["https://chat.example.org"]
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "chat.example.org"]
+    sent = {b"host": b"127.0.0.1:8000", **headers}
+    sent[b"cookie"] = await database_sync_to_async(session_cookie_factory)(world.ada)
+    communicator = WebsocketCommunicator(
+        application,
+        world.paths["member"],
+        headers=[(name, value) for name, value in sent.items() if value is not None],
+    )
+    connected, _ = await communicator.connect(timeout=3)
+    assert connected is opens
+    await communicator.disconnect()
 
 
 @pytest.mark.parametrize("kind", ["member", "room", "call"])

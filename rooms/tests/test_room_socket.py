@@ -97,7 +97,9 @@ async def test_a_private_room_socket_is_refused_to_a_non_member(
 async def test_an_anonymous_socket_is_refused(room_factory):
     room = await database_sync_to_async(room_factory)()
     communicator = WebsocketCommunicator(
-        application, f"/ws/rooms/{room.pk}/", headers=[(b"origin", b"http://127.0.0.1:8000")]
+        application,
+        f"/ws/rooms/{room.pk}/",
+        headers=[(b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:8000")],
     )
     connected, _ = await communicator.connect()
     assert not connected
@@ -495,6 +497,7 @@ async def test_logging_out_closes_that_sessions_sockets_for_good_and_no_others(
                 application,
                 path,
                 headers=[
+                    (b"host", b"127.0.0.1:8000"),
                     (b"origin", b"http://127.0.0.1:8000"),
                     (b"cookie", f"sessionid={session}".encode()),
                 ],
