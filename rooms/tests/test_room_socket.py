@@ -330,6 +330,21 @@ async def test_a_live_message_after_a_gap_brings_the_missing_ones_from_the_datab
     await close_all(socket)
 
 
+def hold_first_read(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """The next socket's first read from the database waits: (it started, let it go on)."""
+    query_started, go_on = threading.Event(), threading.Event()
+    messages_after = selectors.messages_after
+
+    def slow_messages_after(*args):
+        if not query_started.is_set():
+            query_started.set()
+            go_on.wait(10)
+        return messages_after(*args)
+
+    monkeypatch.setattr(selectors, "messages_after", slow_messages_after)
+    return query_started, go_on
+
+
 async def test_a_socket_reading_from_the_database_holds_up_no_other_socket(
     duo, connect, monkeypatch
 ):
@@ -355,16 +370,7 @@ async def test_a_socket_reading_from_the_database_holds_up_no_other_socket(
     await database_sync_to_async(post_quietly)("first")
     await database_sync_to_async(post_quietly)("second")
 
-    query_started, go_on = threading.Event(), threading.Event()
-    messages_after = selectors.messages_after
-
-    def slow_messages_after(*args):
-        if not query_started.is_set():
-            query_started.set()
-            go_on.wait(10)
-        return messages_after(*args)
-
-    monkeypatch.setattr(selectors, "messages_after", slow_messages_after)
+    query_started, go_on = hold_first_read(monkeypatch)
     ada_socket, _ = await connect(room, ada)  # resumes: reads what it missed, slowly
     try:
         assert await asyncio.to_thread(query_started.wait, 5)
@@ -402,16 +408,7 @@ async def test_live_messages_a_busy_socket_cannot_keep_come_from_the_database_in
         )
 
     await database_sync_to_async(post_quietly)("before")
-    query_started, go_on = threading.Event(), threading.Event()
-    messages_after = selectors.messages_after
-
-    def slow_messages_after(*args):
-        if not query_started.is_set():
-            query_started.set()
-            go_on.wait(10)
-        return messages_after(*args)
-
-    monkeypatch.setattr(selectors, "messages_after", slow_messages_after)
+    query_started, go_on = hold_first_read(monkeypatch)
     ada_socket, _ = await connect(room, ada)
     try:
         assert await asyncio.to_thread(query_started.wait, 5)
