@@ -33,8 +33,11 @@ def profile(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_GET
 def member_socket(request: HtmxHttpRequest) -> HttpResponse:
-    """A fresh copy of the member socket's element, which opens a new socket when swapped in."""
-    return render(request, "includes/member_socket.html")
+    """A fresh copy of the member socket's element, which opens a new socket when swapped in.
+    It says the rooms the page asked with (its sidebar's), not the member's rooms now: the new
+    socket compares the two and sends the page new rows if they differ."""
+    digest = room_selectors.page_rooms_digest(request.GET.get("rooms"))
+    return render(request, "includes/member_socket.html", {"sidebar_rooms_digest": digest})
 
 
 # --- People and contacts ---------------------------------------------------------------------

@@ -1,11 +1,14 @@
-"""The room page reconnects after every kind of close, except logging out."""
+"""The room page reconnects after every kind of close, except logging out; a member socket that
+reconnects brings the page what it missed."""
+
+import re
 
 import pytest
 from playwright.sync_api import expect
 
 from e2e.helpers import count_room_sockets, say
 from parley.tests.live_server import LiveServer
-from rooms import services
+from rooms import selectors, services
 
 
 @pytest.fixture
@@ -78,6 +81,48 @@ def test_after_daphnes_idle_timeout_closes_the_socket_with_1000_the_page_reconne
         expect(page.get_by_role("log")).to_contain_text("a draft kept across the reconnect")
     finally:
         server.stop()
+
+
+def test_a_member_socket_opened_after_a_join_the_page_missed_brings_the_row_with_its_count(
+    member_context, user_factory, console_errors
+):
+    # Bob joins a room that his page never hears of (seeded here, announced to nobody): as a
+    # page misses what happens while its member socket is away, or still opening (a Join clicked
+    # at once, in e2e/test_deployed.py). The socket that opens next (the page's first, or the
+    # one reopened after daphne closed it) finds other rooms than the page has rows for, and
+    # sends the rows with their counts: never a badge without its row, which htmx cannot place
+    # (htmx:oobErrorNoTarget).
+    ada = user_factory(username="ada", display_name="Ada")
+    bob = user_factory(username="bob", display_name="Bob")
+    room = services.room_create(creator=ada, name="Deploy day")
+    # Sockets closed with 1000 after 3 s, and reopened by the page (see the test above).
+    server = LiveServer.for_tests(daphne_args=("--websocket_timeout", "3"))
+    try:
+        page = console_errors(member_context(bob).new_page())
+        opened = []
+        page.on("websocket", lambda ws: "/ws/member/" in ws.url and opened.append(ws))
+        page.goto(server.url + "/rooms/")
+        sidebar = page.get_by_role("navigation", name="Rooms and contacts")
+        expect(sidebar).to_contain_text("You have not joined a room yet.")
+        services.room_join(room=room, member=bob)
+        services.message_post(room=room, author=ada, body="Is it up?", key="k1")
+
+        row = sidebar.get_by_role("link", name=re.compile(r"^Deploy day\s*, 1 unread$"))
+        expect(row).to_be_visible(timeout=20_000)
+        expect(sidebar).not_to_contain_text("You have not joined a room yet.")
+        # The rows brought the page its new digest, which the next socket opens with; the row
+        # and its count stay.
+        count = len(opened)
+        for _ in range(75):
+            if len(opened) > count:
+                break
+            page.wait_for_timeout(200)
+        assert len(opened) > count
+        assert f"rooms={selectors.rooms_digest({room.pk})}" in opened[-1].url
+        expect(row).to_be_visible()
+    finally:
+        server.stop()
+    assert console_errors.errors == []
 
 
 def test_logging_out_in_another_tab_closes_the_room_for_good(

@@ -5,7 +5,7 @@ import re
 from playwright.sync_api import expect
 
 from e2e.helpers import PHONE, count_room_sockets, has_no_sideways_scroll, say, screenshot
-from rooms import services
+from rooms import selectors, services
 from rooms.models import Message
 
 
@@ -197,4 +197,8 @@ def test_a_room_page_opens_one_room_socket_and_one_member_socket(member_context,
     page.goto(room.get_absolute_url())
     expect(page.get_by_text("1 online: Ada")).to_be_visible()
     page.wait_for_timeout(500)
-    assert sorted(opened) == ["member/", f"rooms/{room.pk}/"]
+    # The member socket says which rooms the page has rows for (rooms.selectors.rooms_digest).
+    assert sorted(opened) == [
+        f"member/?rooms={selectors.rooms_digest({room.pk})}",
+        f"rooms/{room.pk}/",
+    ]

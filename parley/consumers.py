@@ -14,9 +14,11 @@ How fragments reach it:
 
 import logging
 from collections import deque
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 
+from accounts.fragments import contact_list_fragment
 from accounts.presence import (
     contacts_presence_fragment,
     presence_socket_closed,
@@ -43,6 +45,9 @@ class MemberConsumer(LiveSocket):
         self.session = SocketSession(self.scope)
         self.group = member_group(self.member_id)
         self.watching: set[int] = set()
+        # Which rooms the page has rows for, as it says ('' for a page that does not say).
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.page_rooms = selectors.page_rooms_digest((query.get("rooms") or [""])[0])
         # What the hub pushes waits here until the socket is accepted and has sent the page
         # what it may have missed: a push is newer than that, so it goes after it.
         self.held: deque[str] | None = deque()
@@ -65,11 +70,17 @@ class MemberConsumer(LiveSocket):
         self.held = None
 
     def catching_up(self) -> str:
-        return (
-            contacts_presence_fragment(member=self.member)
-            + selectors.unread_badges(self.member)
-            + call_fragments.slot_catching_up(self.member)
-        )
+        rooms = selectors.member_rooms(self.member)
+        if self.page_rooms and self.page_rooms != selectors.rooms_digest(rooms.ids):
+            # The member joined or left a room after the page was rendered (a Join clicked as
+            # the page opened, an invitation, another tab), or while this socket was away: the
+            # page lacks a row, or has one too many, and its badge would have no target. So it
+            # gets its rows, with their counts: the rooms and the contacts (who have the direct
+            # conversations' rows, and their presence).
+            caught_up = contact_list_fragment(self.member) + rooms.sidebar()
+        else:
+            caught_up = contacts_presence_fragment(member=self.member) + rooms.badges()
+        return caught_up + call_fragments.slot_catching_up(self.member)
 
     async def push(self, html: str) -> None:
         if self.held is not None:
@@ -91,14 +102,19 @@ class MemberConsumer(LiveSocket):
             await get_room_hub().unwatch(room_id, self)
         await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def watch_rooms(self) -> None:
-        """Follow the unread counts of exactly the rooms the member is in now."""
-        rooms = await database_sync_to_async(selectors.room_ids_of)(self.member)
+    async def watch_rooms(self, rooms: set[int] | None = None) -> set[int]:
+        """Follow the unread counts of exactly the rooms the member is in now (or `rooms`);
+        the rooms it began to follow."""
+        if rooms is None:
+            rooms = await database_sync_to_async(selectors.room_ids_of)(self.member)
         for room_id in self.watching - rooms:
             await get_room_hub().unwatch(room_id, self)
-        for room_id in rooms - self.watching:
+            self.watching.discard(room_id)
+        added = rooms - self.watching
+        for room_id in added:
             await get_room_hub().watch(room_id, room_group(room_id), self)
         self.watching = rooms
+        return added
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         # Nothing is sent up this socket yet; say so rather than drop the frame silently.
@@ -108,10 +124,30 @@ class MemberConsumer(LiveSocket):
         await self.send(text_data=event["html"])
 
     async def member_rooms(self, event: dict) -> None:
-        """The member joined, left or was invited to a room: a new list for the sidebar."""
-        await self.watch_rooms()
-        html = await database_sync_to_async(selectors.sidebar_fragment)(self.member)
-        await self.send(text_data=html)
+        """The member joined, left or was invited to a room: a new list for the sidebar.
+
+        Rows come before badges: a room's count follows only once its row is on the page, and
+        a room left stops counting before its row goes (a badge without its row is an error in
+        the page). Its count as the row was read may be behind by then; it is read again once
+        the room is followed, so nothing posted in between is missed."""
+        rooms, html = await database_sync_to_async(self.room_list)()
+        for room_id in self.watching - rooms.ids:
+            await get_room_hub().unwatch(room_id, self)
+        self.watching &= rooms.ids
+        if rooms.direct_ids - self.watching:
+            # A new direct conversation: its row is in the contact list, which accounts pushes
+            # after this; it comes now, so that it is there before the conversation's badge.
+            html += await database_sync_to_async(contact_list_fragment)(self.member)
+        await self.push(html)
+        added = await self.watch_rooms(rooms.ids)
+        if added:
+            badges = await database_sync_to_async(selectors.unread_badges)(self.member, added)
+            if badges:
+                await self.push(badges)
+
+    def room_list(self) -> tuple[selectors.MemberRooms, str]:
+        rooms = selectors.member_rooms(self.member)
+        return rooms, rooms.sidebar()
 
     async def session_ended(self, event: dict) -> None:
         if self.session.ended_by(event):

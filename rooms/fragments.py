@@ -92,6 +92,10 @@ def unread(room_id: int, count: int) -> str:
     return render_to_string("rooms/unread.html", {"room_id": room_id, "unread": count, "oob": True})
 
 
-def sidebar(memberships) -> str:
-    """A member's whole list of rooms, for when they join or leave one."""
-    return render_to_string("rooms/sidebar.html", {"sidebar_rooms": memberships, "oob": True})
+def sidebar(memberships, digest: str = "") -> str:
+    """A member's whole list of rooms, for when they join or leave one; `digest`: of all the
+    rooms the page has rows for once it has this list (selectors.rooms_digest)."""
+    return render_to_string(
+        "rooms/sidebar.html",
+        {"sidebar_rooms": memberships, "sidebar_rooms_digest": digest, "oob": True},
+    )

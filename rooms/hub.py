@@ -101,7 +101,8 @@ class RoomHub:
         await self._unsubscribe_if_idle(room)
 
     async def watch(self, room_id: int, group: str, watcher) -> None:
-        """Subscribe a sidebar to a room's unread count (`watcher.member_id`, `watcher.send`)."""
+        """Subscribe a sidebar to a room's unread count (`watcher.member_id`, `watcher.push`:
+        a member socket, which holds what comes before it has caught its page up)."""
         room, subscription = self._room(room_id, group)
         room.watchers.add(watcher)
         await self.live.ready(subscription)
@@ -227,8 +228,14 @@ class RoomHub:
         )
         badges = {n: fragments.unread(room.room_id, n) for n in set(counts.values())}
         for watcher in watchers:
-            if watcher.member_id in counts:
-                await watcher.send(text_data=badges[counts[watcher.member_id]])
+            # A sidebar that stopped watching meanwhile (its member left the room) may have no
+            # row for it any more.
+            if watcher.member_id in counts and watcher in room.watchers:
+                try:
+                    await watcher.push(badges[counts[watcher.member_id]])
+                except Exception:
+                    # One broken socket must not cost the others their count.
+                    logger.exception("Sending an unread count to a sidebar failed")
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RoomHub]" = weakref.WeakKeyDictionary()

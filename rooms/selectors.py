@@ -1,5 +1,9 @@
 """Reading rooms: who may see what, and the queries the pages and sockets make."""
 
+import hashlib
+import re
+from dataclasses import dataclass
+
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
@@ -56,13 +60,62 @@ def room_ids_of(member) -> set[int]:
     return set(Membership.objects.filter(member=member).values_list("room_id", flat=True))
 
 
-def sidebar_fragment(member) -> str:
-    return fragments.sidebar(rooms_of(member))
+DIGEST_LENGTH = 16
+_DIGEST = re.compile(rf"[0-9a-f]{{{DIGEST_LENGTH}}}")
 
 
-def unread_badges(member) -> str:
-    """The unread badge of each of the member's rooms, in one fragment ('' for no rooms)."""
-    return "".join(fragments.unread(m.room_id, m.unread) for m in rooms_of(member, kind=None))
+def rooms_digest(room_ids) -> str:
+    """A short digest of a set of rooms. A page says with it which rooms its sidebar has a row
+    (and so an unread badge) for, and its member socket compares it with the member's rooms
+    when it opens: a badge pushed for a row the page lacks is an error in the page (htmx finds
+    no target), so a page whose rows differ is sent new ones first."""
+    text = ",".join(str(pk) for pk in sorted(room_ids))
+    return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_LENGTH]
+
+
+def page_rooms_digest(value: object) -> str:
+    """A digest a page sent (URL parameters: anything may come), or '' if it is not one."""
+    return value if isinstance(value, str) and _DIGEST.fullmatch(value) else ""
+
+
+@dataclass(frozen=True)
+class MemberRooms:
+    """A member's rooms as read at one moment, each with `unread`, and what a page shows of
+    them: the list of group rooms (the direct conversations' rows are the contact list's)."""
+
+    memberships: list[Membership]
+
+    @property
+    def ids(self) -> set[int]:
+        return {m.room_id for m in self.memberships}
+
+    @property
+    def direct_ids(self) -> set[int]:
+        return {m.room_id for m in self.memberships if m.room.kind == Room.Kind.DIRECT}
+
+    def sidebar(self) -> str:
+        """The list of group rooms, swapped in by id, each row with its count, and the digest
+        of every room the page has a row for once it has this list."""
+        groups = [m for m in self.memberships if m.room.kind == Room.Kind.GROUP]
+        return fragments.sidebar(groups, digest=rooms_digest(self.ids))
+
+    def badges(self, room_ids: set[int] | None = None) -> str:
+        """The unread badge of each room (or of those of `room_ids`), in one fragment."""
+        return "".join(
+            fragments.unread(m.room_id, m.unread)
+            for m in self.memberships
+            if room_ids is None or m.room_id in room_ids
+        )
+
+
+def member_rooms(member) -> MemberRooms:
+    return MemberRooms(rooms_of(member, kind=None))
+
+
+def unread_badges(member, room_ids: set[int] | None = None) -> str:
+    """The unread badge of each of the member's rooms (or of those of `room_ids`), in one
+    fragment ('' for none)."""
+    return member_rooms(member).badges(room_ids)
 
 
 def unread_counts(room_id: int, member_ids: set[int]) -> dict[int, int]:

@@ -227,7 +227,7 @@ def test_pages_load_htmx_and_its_ws_extension_from_this_site_and_nothing_from_el
     text = auth_client.get(reverse("home")).text
     assert '<script src="/static/django_htmx/htmx-2.min.js" defer>' in text
     assert '<script src="/static/django_htmx/ext/hx-ws-2.min.js" defer>' in text
-    assert 'ws-connect="/ws/member/"' in text
+    assert re.search(r'ws-connect="/ws/member/\?rooms=[0-9a-f]{16}"', text)
     assert not re.search(r'(src|href)="(https?:)?//', text)
 
 

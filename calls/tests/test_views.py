@@ -3,6 +3,7 @@ and the call slot on a page load."""
 
 import re
 from datetime import timedelta
+from html.parser import HTMLParser
 
 import pytest
 from django.test import Client
@@ -508,3 +509,59 @@ def test_the_page_of_an_ended_call_says_how_it_ended(pair):
     page = client_of(ada).get(f"/calls/{call.pk}/").text
     assert 'data-state="ended"' in page
     assert "Bob declined the call." in page
+
+
+class Elements(HTMLParser):
+    """Each element with an id: its attributes, and the ids and classes of it and its ancestors."""
+
+    VOID = {"input", "link", "meta", "br", "img", "hr", "source", "area", "base", "col", "wbr"}
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.open: list[tuple[str, str, set[str]]] = []  # (tag, id, classes)
+        self.by_id: dict[str, dict] = {}
+        self.lineage: dict[str, list[tuple[str, set[str]]]] = {}
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        here = (tag, attributes.get("id") or "", set((attributes.get("class") or "").split()))
+        if here[1]:
+            self.by_id[here[1]] = attributes
+            self.lineage[here[1]] = [(i, c) for _, i, c in self.open] + [(here[1], here[2])]
+        if tag not in self.VOID:
+            self.open.append(here)
+
+    def handle_endtag(self, tag):
+        if tag in self.VOID:
+            return
+        while self.open:
+            if self.open.pop()[0] == tag:
+                break
+
+    def selected(self, element_id: str, selector: str) -> bool:
+        """Whether `selector` ("#id, .class, ...") picks the element or one of its ancestors."""
+        for part in (p.strip() for p in selector.split(",")):
+            assert part[:1] in "#.", f"only ids and classes are understood here, not {part!r}"
+            for ancestor_id, classes in self.lineage[element_id]:
+                if part == f"#{ancestor_id}" or (part[0] == "." and part[1:] in classes):
+                    return True
+        return False
+
+
+def test_the_conversation_beside_the_call_brings_what_its_room_socket_resumes_from(pair):
+    # The call page swaps in parts of the conversation's page (hx-select): the room socket's
+    # resume frame includes #room-seq and the composer, so those must be among the parts, or
+    # the socket hears no seq and the conversation never shows a message (e2e/test_call_media).
+    ada, bob = pair
+    call = ring(ada, bob)
+    services.call_accept(call_id=call.pk, member=bob)
+    call_page = Elements(client_of(ada).get(f"/calls/{call.pk}/").text)
+    chat = call_page.by_id["call-chat-body"]
+    assert chat["hx-get"] == conversation(ada, bob)
+    room_page = Elements(client_of(ada).get(chat["hx-get"]).text)
+    resume = room_page.by_id["room-resume"]
+    assert room_page.selected("room-resume", chat["hx-select"])
+    for included in resume["hx-include"].split(","):
+        assert room_page.selected(included.strip().removeprefix("#"), chat["hx-select"]), included
+    assert room_page.selected("message-list", chat["hx-select"])

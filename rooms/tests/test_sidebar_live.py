@@ -1,12 +1,15 @@
 """The sidebar's rooms and unread counts, kept live through the member socket."""
 
 import re
+from html.parser import HTMLParser
 
 import pytest
 from channels.db import database_sync_to_async
 from django.core.cache import cache
+from django.urls import reverse
 
-from rooms import services
+from accounts import services as contact_services
+from rooms import selectors, services
 from rooms.models import Membership
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -134,3 +137,178 @@ def test_reads_of_many_members_are_written_together(user_factory):
     reads = dict(room.memberships.values_list("member_id", "last_read_seq"))
     # ada posted all three, so she had read them; a smaller seq never moves a mark back.
     assert reads == {ada.pk: 3, bob.pk: 3, cy.pk: 2}
+
+
+# --- No badge without its row ---------------------------------------------------------------
+
+
+class Swapped(HTMLParser):
+    """The ids in some HTML, and the target of each of its top-level elements: what htmx's ws
+    extension swaps a pushed frame's elements into (by id, or hx-swap-oob's selector)."""
+
+    VOID = {"input", "link", "meta", "br", "img", "hr", "source", "area", "base", "col", "wbr"}
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.ids: set[str] = set()
+        self.targets: list[str] = []
+        self.depth = 0
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if attributes.get("id"):
+            self.ids.add(attributes["id"])
+        if self.depth == 0:
+            oob = attributes.get("hx-swap-oob") or "true"
+            target = oob.split(":", 1)[1] if ":" in oob else f"#{attributes.get('id')}"
+            assert target.startswith("#"), f"only ids are understood here, not {target!r}"
+            self.targets.append(target[1:])
+        if tag not in self.VOID:
+            self.depth += 1
+
+    def handle_endtag(self, tag):
+        if tag not in self.VOID:
+            self.depth -= 1
+
+
+class Page:
+    """A page as its sockets' frames find it: a frame with a part whose target the page lacks is
+    what htmx reports as htmx:oobErrorNoTarget, a console error (the browser tests fail on it)."""
+
+    def __init__(self, html: str):
+        self.ids = Swapped(html).ids
+
+    def swap(self, frame: str) -> None:
+        pushed = Swapped(frame)
+        missing = [target for target in pushed.targets if target not in self.ids]
+        assert not missing, f"pushed to {missing}, which the page has no element for"
+        self.ids |= pushed.ids  # additive: the rows these tests follow only ever come
+
+
+def page_of(client_of, member, url: str = "/rooms/") -> tuple[Page, str]:
+    """A page of `member`'s, and the path its member socket connects to."""
+    html = client_of(member).get(url).text
+    return Page(html), re.search(r'ws-connect="(/ws/member/[^"]*)"', html).group(1)
+
+
+async def open_page_socket(site_socket, path: str, member):
+    socket = await site_socket(path, member)
+    assert (await socket.connect())[0]
+    return socket
+
+
+async def frames_until(socket, page: Page, found) -> str:
+    """Swap the frames the socket sends into `page` until one has `found` (a pattern)."""
+    while True:
+        frame = await socket.receive_from(timeout=4)
+        page.swap(frame)
+        if re.search(found, frame, re.S):
+            return frame
+
+
+async def test_a_room_joined_as_the_page_opens_comes_as_a_row_before_any_badge(
+    user_factory, client_of, site_socket
+):
+    # Bob clicks Join on the room directory while its member socket is still opening: the page
+    # was rendered without the room, and the socket, which joined the member's group after the
+    # join's news went out, never hears of it. Its catch-up sent the room's badge alone, which
+    # htmx could not place (htmx:oobErrorNoTarget, #unread-1, in e2e/test_deployed.py).
+    ada = await database_sync_to_async(user_factory)(username="ada")
+    bob = await database_sync_to_async(user_factory)(username="bob")
+    room = await database_sync_to_async(services.room_create)(creator=ada, name="Deploy day")
+    page, path = await database_sync_to_async(page_of)(client_of, bob)
+    await database_sync_to_async(services.room_join)(room=room, member=bob)
+    await database_sync_to_async(post)(room, ada, "Is it up?")
+
+    socket = await open_page_socket(site_socket, path, bob)
+    frame = await frames_until(socket, page, f'id="unread-{room.pk}"')
+    assert "Deploy day" in frame  # the row, with its count
+    assert re.search(rf'id="unread-{room.pk}" class="unread">.*?1<', frame, re.S)
+    assert selectors.rooms_digest({room.pk}) in frame  # what the page has rows for now
+    await socket.disconnect()
+
+
+async def test_a_page_with_a_row_for_each_room_gets_only_the_counts_as_its_socket_opens(
+    duo, client_of, site_socket
+):
+    page, path = await database_sync_to_async(page_of)(client_of, duo.bob)
+    await database_sync_to_async(post)(duo.room, duo.ada, "one")
+    socket = await open_page_socket(site_socket, path, duo.bob)
+    frame = await socket.receive_from(timeout=4)
+    page.swap(frame)
+    assert "sidebar-room-list" not in frame
+    assert badge_counts(frame) == {duo.room.pk: "1"}
+    await socket.disconnect()
+
+
+async def test_a_room_joined_with_the_page_open_sends_its_row_before_its_counts(
+    user_factory, client_of, site_socket
+):
+    ada = await database_sync_to_async(user_factory)(username="ada")
+    bob = await database_sync_to_async(user_factory)(username="bob")
+    room = await database_sync_to_async(services.room_create)(creator=ada, name="Chess club")
+    page, path = await database_sync_to_async(page_of)(client_of, bob)
+    socket = await open_page_socket(site_socket, path, bob)
+
+    await database_sync_to_async(services.room_join)(room=room, member=bob)
+    await database_sync_to_async(post)(room, ada, "welcome")  # while the row is on its way
+    frame = await frames_until(socket, page, "Chess club")
+    assert selectors.rooms_digest({room.pk}) in frame
+    await frames_until(
+        socket,
+        page,
+        rf'id="unread-{room.pk}" class="unread" hx-swap-oob="true">'
+        r"<span[^>]*>, </span>1<",
+    )
+    await socket.disconnect()
+
+
+async def test_a_new_contacts_conversation_comes_with_its_row_before_its_counts(
+    user_factory, client_of, site_socket
+):
+    ada = await database_sync_to_async(user_factory)(username="ada", display_name="Ada")
+    bob = await database_sync_to_async(user_factory)(username="bob", display_name="Bob")
+    page, path = await database_sync_to_async(page_of)(client_of, bob)
+    socket = await open_page_socket(site_socket, path, bob)
+
+    def befriend():
+        contact_services.contact_request_send(sender=bob, username="ada")
+        contact_services.contact_request_send(sender=ada, username="bob")
+        room = selectors.direct_room(ada, bob)
+        post(room, ada, "hello")
+        return room
+
+    room = await database_sync_to_async(befriend)()
+    await frames_until(
+        socket,
+        page,
+        rf'id="unread-{room.pk}" class="unread" hx-swap-oob="true">'
+        r"<span[^>]*>, </span>1<",
+    )
+    await socket.disconnect()
+
+
+def test_the_member_sockets_fresh_copy_says_the_rooms_the_page_asked_with(client_of, user):
+    digest = selectors.rooms_digest({1, 2})
+    fresh = client_of(user).get(reverse("member_socket"), {"rooms": digest}).text
+    assert f'ws-connect="/ws/member/?rooms={digest}"' in fresh
+    assert 'hx-include="#sidebar-rooms-digest"' in fresh
+    for junk in ("", "abc", digest.upper(), digest + "0", '"><script>'):
+        fresh = client_of(user).get(reverse("member_socket"), {"rooms": junk}).text
+        assert 'ws-connect="/ws/member/"' in fresh
+
+
+@pytest.mark.parametrize(
+    "query", ["rooms=%3Cscript%3E", "rooms=" + "a" * 4000, "rooms=" + "0" * 15, "rooms=", "x=1"]
+)
+async def test_a_bad_rooms_digest_counts_as_a_page_that_says_nothing(duo, site_socket, query):
+    # Only a digest is compared, never shown: anything else is a page that does not say, which
+    # gets the counts alone, as before there was a digest.
+    socket = await open_page_socket(site_socket, f"/ws/member/?{query}", duo.bob)
+    frame = await socket.receive_from(timeout=4)
+    assert "sidebar-room-list" not in frame
+    assert "script" not in frame
+    assert badge_counts(frame) == {duo.room.pk: ""}
+    await socket.disconnect()
