@@ -5,7 +5,8 @@ run ends with the exception and `disconnect` never runs, so a socket that had jo
 groups or presence would stay there for good (a member shown online forever, because the
 presence refresher keeps re-adding them). Here the whole run sits in a try/finally that calls
 `leave`, once, whichever way the run ends: the client closed, a handler raised, or the server
-cancelled the socket.
+cancelled the socket. Leaving runs in a task of its own, which no cancel of the socket's run
+reaches: it always finishes (`LiveSocket._leave_once`).
 
 It also counts the socket against the caps on open sockets (parley/live/caps.py) before the
 subclass's `connect` runs: a socket over a cap is accepted only to be told why, and closed with
@@ -16,7 +17,7 @@ page's script retries with its backoff. The slot is given back with everything e
 import asyncio
 import logging
 
-from channels.db import database_sync_to_async
+from channels.db import aclose_old_connections, database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import close_old_connections
@@ -78,16 +79,33 @@ class LiveSocket(AsyncWebsocketConsumer):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            # Shielded: the run may end because it was cancelled, and leaving must still finish.
+            # The run may end because it was cancelled: leaving goes on regardless.
             await asyncio.shield(self._leave_once())
 
     async def disconnect(self, code: int) -> None:
-        await self._leave_once()
+        await asyncio.shield(self._leave_once())
 
-    async def _leave_once(self) -> None:
-        if getattr(self, "_left", False):
-            return
-        self._left = True
+    def _leave_once(self) -> asyncio.Task:
+        """The socket's one leaving, in a task of its own, started by whichever comes first:
+        the client's close (`disconnect`) or the end of the run.
+
+        Whoever waits for it may be cancelled halfway: the server cancels an application that
+        is still busy some time after its client went (daphne: `application_close_timeout`,
+        10 s, and again every second after), a test's communicator after its `disconnect`
+        timeout (1 s). When many sockets close at once their leavings queue for the one
+        database thread, so the last ones are still waiting then. A leaving cancelled with them
+        would stop halfway, after the count of the member's sockets went down and before their
+        contacts were told: they would show the member online until a reload, and the socket
+        would stay in the hub and keep its slot under the caps. So nobody's cancel reaches it.
+        """
+        leaving = getattr(self, "_leaving", None)
+        if leaving is None:
+            leaving = self._leaving = asyncio.create_task(self._leave())
+            _leavings.add(leaving)  # held until done: the loop keeps only weak references
+            leaving.add_done_callback(_leavings.discard)
+        return leaving
+
+    async def _leave(self) -> None:
         try:
             await self.leave()
         except Exception:
@@ -99,6 +117,13 @@ class LiveSocket(AsyncWebsocketConsumer):
                 await socket_caps.give_back(slot)
             except Exception:
                 logger.exception("%s: giving back its socket slot failed", type(self).__name__)
+        # This task handles no event after this, where Channels would close the database
+        # connection its work used (see in_a_task): closed here, back to the pool.
+        await aclose_old_connections()
+
+
+# Leavings under way (see LiveSocket._leave_once).
+_leavings: set[asyncio.Task] = set()
 
 
 def in_a_task(work):

@@ -6,7 +6,8 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from accounts.presence import online_ids
+from accounts.models import Contact
+from accounts.presence import member_presence, online_ids
 from parley.consumers import MemberConsumer
 from parley.live.hub import get_hub
 from parley.live.members import member_group
@@ -72,3 +73,49 @@ async def test_a_member_socket_that_is_closed_normally_leaves_once(user, site_so
     await socket.disconnect()
     assert calls == [user.pk]
     assert await database_sync_to_async(online_ids)({user.pk}) == set()
+
+
+async def test_a_member_socket_cancelled_while_it_leaves_still_leaves_everything(
+    user_factory, site_socket, settings, monkeypatch
+):
+    """The server cancels an application still busy after its client went (daphne after
+    `application_close_timeout`; a communicator after its `disconnect` timeout): what the
+    leaving had not done yet is done all the same."""
+    settings.SOCKETS_PER_MEMBER = 1
+    ada = await database_sync_to_async(user_factory)(username="ada")
+    bob = await database_sync_to_async(user_factory)(username="bob")
+    await database_sync_to_async(Contact.objects.create)(member=ada, other=bob)
+    await database_sync_to_async(Contact.objects.create)(member=bob, other=ada)
+    watching = await site_socket("/ws/member/", bob)
+    assert (await watching.connect())[0]
+    await watching.receive_from()  # the contacts' presence as it is now
+    leaving = await site_socket("/ws/member/", ada)
+    assert (await leaving.connect())[0]
+    await watching.receive_from()  # Ada is online
+    # Ada's leaving is held up (as behind many others on the database thread) until the
+    # server has cancelled her socket's application, as daphne does with one still busy.
+    real_depart, departing, cancelled = member_presence.depart, asyncio.Event(), asyncio.Event()
+
+    async def depart_once_cancelled(key, member_id):
+        departing.set()
+        await cancelled.wait()
+        return await real_depart(key, member_id)
+
+    monkeypatch.setattr(member_presence, "depart", depart_once_cancelled)
+    await leaving.send_input({"type": "websocket.disconnect", "code": 1000})
+    await departing.wait()
+    leaving.future.cancel()
+    cancelled.set()
+    await leaving.wait(timeout=5)
+
+    frame = await watching.receive_from(timeout=5)
+    assert f"presence-of-{ada.pk}" in frame
+    assert "Last seen just now" in frame
+    assert await database_sync_to_async(online_ids)({ada.pk}) == set()
+    assert ada.pk not in get_hub().member_sockets
+    # Her slot under the cap of one socket was given back: a new tab of hers opens.
+    again = await site_socket("/ws/member/", ada)
+    assert (await again.connect())[0]
+    assert "Too many open tabs" not in await again.receive_from()
+    for socket in (again, watching):
+        await socket.disconnect()
