@@ -30,8 +30,9 @@ MAX_FRAME = 64 * 1024
 CATCH_UP_LIMIT = 500
 # What a socket keeps of the room's live messages while it cannot send them (it is reading from
 # the database, or its page is slow): at most this many bytes of their HTML, the oldest dropped
-# first. A gap is read from the database, so dropping loses nothing; it bounds what a frozen tab
-# holds alive, which the count alone did not (500 long messages are some 12 MB).
+# first but never the newest. A gap is read from the database, so dropping loses nothing; it
+# bounds what a frozen tab holds alive, which the count alone did not (500 long messages are
+# some 12 MB).
 PENDING_BYTES = 1024 * 1024
 # A catch-up goes out in frames of at most fragments.FRAME_BYTES, each sent once the socket's
 # unsent bytes are down to about one frame: a slow page is not aborted by the bound on them
@@ -184,8 +185,12 @@ class RoomConsumer(LiveSocket):
             # wait for the database: a socket that is reading from it keeps the message for later.
             self.pending.append(event)
             self.pending_bytes += len(event["html"])
-            while len(self.pending) > CATCH_UP_LIMIT or self.pending_bytes > PENDING_BYTES:
-                self.take_pending()  # safe: a gap is read from the database
+            # The newest stays, whatever its size: what it follows is then a gap, read from the
+            # database; dropped with the rest, nothing would tell this socket it lacks them.
+            while len(self.pending) > 1 and (
+                len(self.pending) > CATCH_UP_LIMIT or self.pending_bytes > PENDING_BYTES
+            ):
+                self.take_pending()
             if self.sent_seq is None or self.lock.locked() or self.catching_up:
                 return
             if (

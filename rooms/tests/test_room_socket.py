@@ -6,6 +6,7 @@ import re
 import threading
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
@@ -330,16 +331,19 @@ async def test_a_live_message_after_a_gap_brings_the_missing_ones_from_the_datab
     await close_all(socket)
 
 
-def hold_first_read(monkeypatch) -> tuple[threading.Event, threading.Event]:
-    """The next socket's first read from the database waits: (it started, let it go on)."""
+def hold_first_read(monkeypatch, *, after_query=False) -> tuple[threading.Event, threading.Event]:
+    """The next socket's first read from the database waits, before its query or (after_query)
+    with its answer in hand: (it started, let it go on)."""
     query_started, go_on = threading.Event(), threading.Event()
     messages_after = selectors.messages_after
 
     def slow_messages_after(*args):
-        if not query_started.is_set():
-            query_started.set()
-            go_on.wait(10)
-        return messages_after(*args)
+        if query_started.is_set():
+            return messages_after(*args)
+        answer = messages_after(*args) if after_query else None
+        query_started.set()
+        go_on.wait(10)
+        return answer if after_query else messages_after(*args)
 
     monkeypatch.setattr(selectors, "messages_after", slow_messages_after)
     return query_started, go_on
@@ -398,7 +402,7 @@ async def test_live_messages_a_busy_socket_cannot_keep_come_from_the_database_in
     # ones it drops are read from the database after, so the page still gets each once, in order.
     from rooms import consumers
 
-    monkeypatch.setattr(consumers, "PENDING_BYTES", 1)  # keeps none at all
+    monkeypatch.setattr(consumers, "PENDING_BYTES", 1)  # keeps only the newest
     ada, bob, room = duo.ada, duo.bob, duo.room
     announced = []
 
@@ -408,12 +412,14 @@ async def test_live_messages_a_busy_socket_cannot_keep_come_from_the_database_in
         )
 
     await database_sync_to_async(post_quietly)("before")
-    query_started, go_on = hold_first_read(monkeypatch)
+    # Ada's socket has read message 1 and is about to send it when 2, 3 and 4 come.
+    query_started, go_on = hold_first_read(monkeypatch, after_query=True)
     ada_socket, _ = await connect(room, ada)
     try:
         assert await asyncio.to_thread(query_started.wait, 5)
-        for n in range(3):
-            await database_sync_to_async(post_quietly)(f"while busy {n} " + "x" * 3000)
+        for n in range(3):  # not on the thread the held read is blocking
+            body = f"while busy {n} " + "x" * 3000
+            await sync_to_async(post_quietly, thread_sensitive=False)(body)
         for group, event in announced[1:]:
             await get_channel_layer().group_send(group, event)
     finally:
