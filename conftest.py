@@ -28,6 +28,15 @@ def sync_thread_connections_closed():
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(request, settings):
+    """Passwords hashed with MD5, not PBKDF2's million rounds (a third of a second a member here,
+    a whole minute for a test of 150 members), as Django's testing docs advise. Not in browser
+    tests: their server is another process, which must read the hashes it checks."""
+    if request.node.get_closest_marker("e2e") is None:
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def requests_not_yet_counted(request):
     """Each test starts with nothing counted in the cache: the rate limits on forms
     (parley/ratelimits.py), the message flood limit and the contact-request limit count by member

@@ -27,12 +27,6 @@ needs_row_locks = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def quick_passwords(settings):
-    # Nobody here logs in with a password; hashing one per member made each test take seconds.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def befriend(a, b):
     contacts.contact_request_send(sender=a, username=b.username)
     contacts.contact_request_send(sender=b, username=a.username)

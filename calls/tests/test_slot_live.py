@@ -20,12 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SLOT = 'id="call-slot"'
 
 
-@pytest.fixture(autouse=True)
-def quick_passwords(settings):
-    # Nobody here logs in with a password; hashing one per member made each test take seconds.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 async def run(function, **kwargs):
     return await database_sync_to_async(function)(**kwargs)
 

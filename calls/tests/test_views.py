@@ -19,12 +19,6 @@ pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
 
 
-@pytest.fixture(autouse=True)
-def quick_passwords(settings):
-    # Nobody here logs in with a password; hashing one per member made each test take seconds.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def befriend(a, b):
     contacts.contact_request_send(sender=a, username=b.username)
     contacts.contact_request_send(sender=b, username=a.username)
