@@ -871,14 +871,18 @@ class CallPage {
       neg.settingAnswer = false;
     }
     if (description.type === "offer") {
-      await this.attachTracks(pc);
+      // Our tracks go on while the answer is made (both are on the connection's chain of
+      // operations, in this order), and the answer goes out once made: the frames queued
+      // behind it (the caller's candidates) wait for nothing else.
+      const attached = this.attachTracks(pc);
       await pc.setLocalDescription();
       if (pc === this.pc) {
         this.send({ type: "description", description: pc.localDescription.toJSON() });
       }
+      await attached;
       if (this.smallFrom !== pc) {
         this.smallFrom = pc; // the polite side's sender exists from the first offer on
-        await this.setScale(pc, FIRST_SCALE);
+        this.setScale(pc, FIRST_SCALE); // before it connects, with no frame waiting on it
       }
     }
   }
@@ -898,15 +902,23 @@ class CallPage {
     }
   }
 
-  /** The polite side's transceivers come from the offer; send our tracks on them. */
-  async attachTracks(pc) {
+  /** The polite side's transceivers come from the offer; send our tracks on them. Every
+   * direction is set at once, for the answer made next; the tracks are replaced meanwhile. */
+  attachTracks(pc) {
+    const replaced = [];
     for (const transceiver of pc.getTransceivers()) {
       if (transceiver.stopped || transceiver.currentDirection === "stopped") continue;
       const kind = transceiver.receiver.track.kind;
       if (transceiver.direction !== "sendrecv") transceiver.direction = "sendrecv";
       const track = kind === "audio" ? this.audioTrack : this.outgoingVideo();
-      if (transceiver.sender.track !== track) await transceiver.sender.replaceTrack(track);
+      if (transceiver.sender.track === track) continue;
+      replaced.push(
+        transceiver.sender.replaceTrack(track).catch((error) => {
+          console.warn(`Parley call: could not send the ${kind} track:`, error);
+        }),
+      );
     }
+    return Promise.all(replaced);
   }
 
   sender(kind) {
