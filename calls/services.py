@@ -129,11 +129,9 @@ def call_accept(*, call_id: int, member) -> Call:
                 if call.state == Call.State.ACTIVE
                 else ENDED_ALREADY
             )
-        # The call first: its sockets say `ready` to both pages, which then connect while the
-        # rest is announced (on_commit runs in this order) and this request answers.
-        transaction.on_commit(lambda: call_announce(call.pk))
         for member_id in (call.caller_id, call.callee_id):
             presence_set_in_call(member_id=member_id, in_call=True)
+        transaction.on_commit(lambda: call_announce(call.pk))
     call.refresh_from_db()
     return call
 
@@ -289,18 +287,17 @@ def row_text(call: Call) -> str:
 
 
 def call_announce(call_id: int) -> None:
-    """Tell the call's sockets, and both participants' tabs, how the call stands now: the
-    sockets first, as the two call pages wait on them (`ready`) and a slot is only shown.
+    """Tell both participants' tabs, and the call's sockets, how the call stands now.
 
     Never raises: the change is saved whether or not the channel layer takes the news."""
     try:
         call = Call.objects.select_related("caller", "callee").get(pk=call_id)
-        group_send(call.group, {"type": "call.state", "state": call.state, "outcome": call.outcome})
         for viewer in (call.caller, call.callee):
             if viewer.pk == call.callee_id and call.silent:
                 continue  # a call to someone who blocked the caller reaches nobody
             if not call.is_live and Line.objects.filter(member=viewer).exists():
                 continue  # busy in another call: its slot stays; the row in the chat tells
             member_push(member_id=viewer.pk, html=fragments.slot(call=call, viewer=viewer))
+        group_send(call.group, {"type": "call.state", "state": call.state, "outcome": call.outcome})
     except Exception:
         logger.exception("Announcing call %s failed", call_id)
