@@ -96,7 +96,17 @@ MARKS = r"""
   };
   document.addEventListener("htmx:beforeSwap", (event) => {
     const path = event.detail.requestConfig && event.detail.requestConfig.path;
-    if (path && path.includes("/accept/")) mark("accept_answer");
+    if (!path || !path.includes("/accept/")) return;
+    mark("accept_answer");
+    // The accept's request itself, from Resource Timing: when it went out, when its answer's
+    // first and last bytes came (the server's time, then the transfer).
+    const entry = performance.getEntriesByType("resource")
+      .filter((e) => e.name.includes("/accept/")).pop();
+    if (entry && entry.responseEnd) {
+      mark("accept_sent", performance.timeOrigin + entry.requestStart);
+      mark("accept_first_byte", performance.timeOrigin + entry.responseStart);
+      mark("accept_last_byte", performance.timeOrigin + entry.responseEnd);
+    }
   });
   addEventListener("DOMContentLoaded", () => {
     const nav = performance.getEntriesByType("navigation")[0];
@@ -183,6 +193,9 @@ MARKS = r"""
 # not a sum: since the Accept swaps the call page in, the camera and the call socket start at
 # the click, in parallel with the accept's request; the caller's offer is made while it rings.
 CALLEE_STEPS = [
+    ("the accept's request goes out (htmx)", "accept_sent"),
+    ("its answer's first byte (the server's time before it)", "accept_first_byte"),
+    ("its answer's last byte", "accept_last_byte"),
     (
         "the accept's answer arrives (the call page's response after the redirect, or htmx's)",
         "accept_answer",
@@ -192,6 +205,7 @@ CALLEE_STEPS = [
     ("call socket open", "call_ws_open"),
     ("welcome in", "in:welcome"),
     ("ready in", "in:ready"),
+    ("connection made", "pc_new"),
     ("the caller's offer in", "in:description:offer"),
     ("answer out", "out:description:answer"),
     ("ICE+DTLS connected", "pc:connected"),
@@ -382,6 +396,9 @@ def run_once(args, run: int) -> dict:
         PYTHONUNBUFFERED="1",
         DJANGO_SETTINGS_MODULE="parley.settings",
         DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
+        # Ten calls a minute is a person's limit (parley/ratelimits.py); a call every few
+        # seconds here would be refused after the tenth.
+        WRITE_RATE_LIMITS="0",
     )
     if not args.debug:
         # As in production, but over plain http on loopback: hashed static files that pages

@@ -64,11 +64,13 @@ def call_page(request: HtmxHttpRequest, call_id: int) -> HttpResponse:
     return _page(request, _mine(request, call_id), audio=request.GET.get("audio") == "1")
 
 
-def _page(request: HtmxHttpRequest, call: Call, *, audio: bool) -> HttpResponse:
+def _page(
+    request: HtmxHttpRequest, call: Call, *, audio: bool, template: str = "calls/call.html"
+) -> HttpResponse:
     other = call.callee if call.caller_id == request.user.pk else call.caller
     return render(
         request,
-        "calls/call.html",
+        template,
         {
             "call": call,
             "other": other,
@@ -106,10 +108,14 @@ def call_accept(request: HtmxHttpRequest, call_id: int) -> HttpResponse:
         raise Http404("No such call.") from None
     except Refused as refusal:
         return _refused(request, refusal, reverse("call", args=[call_id]))
-    # With htmx the answer is the call page itself, swapped into the page the Accept was clicked
-    # on: no redirect to follow, and no page to load (its script and styles are there already).
-    # What to swap is the form's (templates/calls/slot.html); static/js/call.js starts the call
-    # page on the swap and puts its address in the history.
+    # With htmx the answer is the call page's #main, swapped into the #main of the page the
+    # Accept was clicked on (templates/calls/slot.html): no redirect to follow, no page to load
+    # (its script and styles are there already), and no sidebar to render again. The call itself
+    # is under way by then (static/js/call.js started it at the click): it takes the call page
+    # over when it is swapped in, and puts its address in the history. A form of an older slot
+    # (it swapped .layout, and says no target id) gets the whole page.
+    if request.htmx.target == "main":
+        return _page(request, call, audio=audio, template="calls/accepted.html")
     return _page(request, call, audio=audio)
 
 

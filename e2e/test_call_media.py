@@ -10,6 +10,8 @@ from playwright.sync_api import expect
 
 from e2e.calls import (
     CALL_ROW,
+    CALL_URL,
+    CONNECT_MS,
     MEDIA_MS,
     inbound,
     make_contacts,
@@ -114,6 +116,48 @@ def test_accepting_swaps_the_call_page_in_and_back_and_forward_load_their_pages_
     expect(bob_page).to_have_url(re.compile(rf"/calls/{call_id}/$"))
     wait_connected(bob_page)
     wait_media_flowing(bob_page)
+    bob_page.get_by_role("button", name="Hang up", exact=True).click()
+    for page in (ada_page, bob_page):
+        expect(page).to_have_url(conversation.get_absolute_url(), timeout=RETURN_MS)
+    assert console_errors.errors == []
+
+
+def test_the_callee_answers_the_offer_before_the_call_page_is_there(
+    member_context, ada_and_bob, console_errors
+):
+    """The Accept's click starts the call itself: camera, call socket, connection and the answer
+    to the caller's offer do not wait for the call page. Here the accept's answer (the call
+    page's #main) is held back until the caller's page has the callee's answer."""
+    ada, bob, conversation = ada_and_bob
+    ada_page = console_errors(member_context(ada).new_page())
+    bob_page = console_errors(member_context(bob).new_page())
+    open_both(ada_page, bob_page, ada, bob, conversation)
+    held = []
+    # The request reaches the server (the accept commits); only its answer waits here.
+    bob_page.route("**/calls/*/accept/", lambda route: held.append((route, route.fetch())))
+
+    ada_page.locator(".direct__header").get_by_role("button", name="Video call", exact=True).click()
+    slot = bob_page.locator("#call-slot")
+    expect(slot).to_have_attribute("data-call-state", "incoming", timeout=CONNECT_MS)
+    slot.get_by_role("button", name="Accept", exact=True).click()
+    ada_page.wait_for_function(
+        "() => window.parleyCall?.pc?.remoteDescription?.type === 'answer'", timeout=CONNECT_MS
+    )
+    # Answered from the page Accept was clicked on: no call page there yet.
+    assert len(held) == 1
+    assert bob_page.locator("#call").count() == 0
+    assert bob_page.evaluate("() => window.parleyCall === undefined")
+
+    route, response = held[0]
+    route.fulfill(response=response)
+    expect(bob_page).to_have_url(CALL_URL)
+    for page in (ada_page, bob_page):
+        wait_connected(page)
+        wait_media_flowing(page)
+        expect(page.locator("#call-status")).to_have_text("Connected")
+    # What the call page shows was kept from before it was there: the controls work on it.
+    bob_page.get_by_role("button", name="Mute", exact=True).click()
+    expect(peer_state(ada_page)).to_have_text("muted")
     bob_page.get_by_role("button", name="Hang up", exact=True).click()
     for page in (ada_page, bob_page):
         expect(page).to_have_url(conversation.get_absolute_url(), timeout=RETURN_MS)

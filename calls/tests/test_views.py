@@ -204,24 +204,68 @@ def test_accepting_audio_only_without_htmx_goes_to_the_call_page_without_video(p
     assert fresh(call).state == Call.State.ACTIVE
 
 
-def test_accepting_with_htmx_answers_with_the_call_page_to_swap_in(pair):
+ACCEPT_HTMX = HTMX | {"HX-Target": "main"}  # what the slot's Accept forms send
+
+
+def test_accepting_with_htmx_answers_with_the_call_pages_main_to_swap_in(pair):
+    ada, bob = pair
+    call = ring(ada, bob)
+    response = client_of(bob).post(f"/calls/{call.pk}/accept/", headers=ACCEPT_HTMX)
+    assert response.status_code == 200
+    assert "HX-Redirect" not in response
+    main = response.text
+    # The title first (htmx sets the page's from it), then what the call page's #main holds.
+    assert main.lstrip().startswith("<title>Video call with Ada · Parley</title>")
+    assert 'data-call-state="active"' in slot_of(main)
+    assert 'id="notices"' in main
+    assert 'id="request-notices"' in main
+    assert f'data-call-id="{call.pk}"' in main
+    assert 'data-video="1"' in main
+    assert 'data-state="active"' in main
+    assert 'id="call-chat-body"' in main
+    # Nothing outside #main: no layout, no sidebar, no document around it.
+    for outside in ('class="layout"', 'id="sidebar"', 'id="main"', "<html", "<head>", "<body"):
+        assert outside not in main
+    assert fresh(call).state == Call.State.ACTIVE
+
+
+def test_the_accepts_main_is_the_call_pages_main(pair):
+    ada, bob = pair
+    call = ring(ada, bob)
+    client = client_of(bob)
+    main = client.post(f"/calls/{call.pk}/accept/", headers=ACCEPT_HTMX).text
+    page = client.get(f"/calls/{call.pk}/").text
+    inner = re.search(r'<main id="main"[^>]*>(.*)</main>', page, re.S).group(1)
+    assert same_html(main.split("</title>", 1)[1], inner)
+
+
+def same_html(a: str, b: str) -> bool:
+    """Equal but for whitespace and the CSRF tokens' masks (a new one at every render)."""
+
+    def squeeze(html: str) -> str:
+        html = re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "csrf", html)
+        return re.sub(r"\s+", " ", html).strip()
+
+    return squeeze(a) == squeeze(b)
+
+
+def test_accepting_with_htmx_from_an_older_slot_answers_with_the_whole_call_page(pair):
+    # A slot rendered before its forms said hx-target="#main" swaps .layout (no target id).
     ada, bob = pair
     call = ring(ada, bob)
     response = client_of(bob).post(f"/calls/{call.pk}/accept/", headers=HTMX)
     assert response.status_code == 200
-    assert "HX-Redirect" not in response
-    page = response.text
-    assert 'class="layout"' in page
-    assert f'data-call-id="{call.pk}"' in page
-    assert 'data-video="1"' in page
-    assert 'data-state="active"' in page
+    assert 'class="layout"' in response.text
+    assert f'data-call-id="{call.pk}"' in response.text
     assert fresh(call).state == Call.State.ACTIVE
 
 
 def test_accepting_audio_only_with_htmx_answers_with_a_call_page_without_video(pair):
     ada, bob = pair
     call = ring(ada, bob)
-    response = client_of(bob).post(f"/calls/{call.pk}/accept/", {"audio_only": "1"}, headers=HTMX)
+    response = client_of(bob).post(
+        f"/calls/{call.pk}/accept/", {"audio_only": "1"}, headers=ACCEPT_HTMX
+    )
     assert response.status_code == 200
     assert 'data-kind="video" data-video="0"' in response.text
     assert fresh(call).state == Call.State.ACTIVE
@@ -382,8 +426,9 @@ def test_every_page_of_the_callee_shows_the_incoming_call_with_working_forms(pai
         assert 'name="csrfmiddlewaretoken"' in slot  # the forms work without JavaScript
         assert "calls/ring" in slot
         assert "hx-swap-oob" not in slot
-        # With htmx, Accept swaps the call page's layout in, and says what media to start.
-        assert 'hx-target=".layout" hx-select=".layout"' in slot
+        # With htmx, Accept swaps the call page's #main in, and says what media to start.
+        assert 'hx-target="#main" hx-swap="innerHTML' in slot
+        assert "hx-select" not in slot
         assert 'data-call-answer="video"' in slot
         assert 'data-call-answer="audio"' in slot
 

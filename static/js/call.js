@@ -235,28 +235,40 @@ function videoConstraints(deviceId) {
   };
 }
 
+/** The call socket's address for a call. */
+function callSocketUrl(path) {
+  const url = new URL(path, location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  return url.href;
+}
+
+/** One call, on this page: its socket, its connection and its media, and the call page's
+ * element once there is one. An Accept starts it at the click, before the call page is there
+ * (HeadStart): it signs in on the call socket, starts the camera and answers the caller's offer
+ * then, and shows all of it when the call page is swapped in (attach). What it would show
+ * before that is kept (the state, the status, a problem) and shown at attach. */
 class CallPage {
-  constructor(root) {
-    this.root = root;
+  /** `renderedState`: the call's state when the server rendered the page (for an Accept's
+   * head start, "active": it answers). */
+  constructor({ callId, socket, videoCall, wantVideo, peerName, renderedState }) {
+    this.root = null;
     this.el = {};
-    for (const [name, selector] of Object.entries(SELECTORS)) {
-      this.el[name] = document.querySelector(selector);
-    }
-    this.callId = root.dataset.callId;
-    this.peerName = root.dataset.peerName || "the other side";
-    this.returnUrl = root.dataset.returnUrl || "/";
-    this.slotUrl = root.dataset.slotUrl;
-    const socket = new URL(root.dataset.socket, location.href);
-    socket.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-    this.socketUrl = socket.href;
-    this.videoCall = root.dataset.kind !== "audio";
-    this.wantVideo =
-      root.dataset.video === "1" && new URLSearchParams(location.search).get("audio") !== "1";
+    this.callId = callId;
+    this.peerName = peerName || "the other side";
+    this.returnUrl = "/";
+    this.slotUrl = null;
+    this.socketUrl = callSocketUrl(socket);
+    this.videoCall = videoCall;
+    this.wantVideo = wantVideo;
 
     this.state = "connecting";
+    this.stateShown = false; // setState has been called: attach shows this.state
+    this.statusText = null;
+    this.problem = null; // {kind, text, options}: what showProblem shows, kept for attach
     // What the server said when it rendered the page: a welcome saying "ringing" on a page
-    // rendered after the answer comes from a socket opened before it (answerInPlace).
-    this.renderedState = root.dataset.state;
+    // rendered after the answer comes from a socket opened before it (HeadStart).
+    this.renderedState = renderedState;
+    this.begun = false;
     this.over = false;
     // Signalling
     this.ws = null;
@@ -269,8 +281,8 @@ class CallPage {
     this.queue = Promise.resolve();
     // Peer connection and its negotiation flags (perfect negotiation)
     this.pc = null;
-    // The caller's connection is made while it rings, before there is anyone to send its
-    // offer and candidates to: they wait here until the first "ready" pairs it (onReady).
+    // The connection is made at the welcome, before there is anyone to send its offer and
+    // candidates to: they wait here until the first "ready" pairs it (onReady).
     this.unpaired = false;
     this.pending = [];
     this.neg = null;
@@ -292,34 +304,95 @@ class CallPage {
     this.remoteFrames = false;
     this.retired = null;
     this.quality = null;
-    this.connectedSince = this.startedAt();
+    this.connectedSince = null;
   }
 
-  /** `early`: a HeadStart this page takes over (the socket and the media it started). */
-  start(early = null) {
-    window.parleyCall = this;
-    this.loadChatLater();
-    if (this.root.dataset.state === "ended") {
-      this.setStatus(TEXT.ended);
-      return;
-    }
-    this.el.localVideo.srcObject = this.localStream;
-    this.bindControls();
+  /** The page's own call, as the server rendered it. */
+  static of(root) {
+    return new CallPage({
+      callId: root.dataset.callId,
+      socket: root.dataset.socket,
+      videoCall: root.dataset.kind !== "audio",
+      wantVideo: CallPage.wantsVideo(root),
+      peerName: root.dataset.peerName,
+      renderedState: root.dataset.state,
+    });
+  }
+
+  static wantsVideo(root) {
+    return root.dataset.video === "1" && new URLSearchParams(location.search).get("audio") !== "1";
+  }
+
+  /** The call socket and the media: all that needs no element of the page. */
+  begin() {
+    this.begun = true;
     this.setStatus(TEXT.connecting(this.peerName));
-    this.connect(early);
-    let media = early?.media ?? null;
-    if (media && early.video !== this.wantVideo) {
-      early.stopMedia(); // asked for other media than this page wants: ask again
-      media = null;
-    }
-    this.media = this.startMedia({ video: this.wantVideo, audio: true }, media);
-    setInterval(() => this.tick(), 1000);
-    setInterval(() => this.measure(), QUALITY_EVERY_MS);
+    this.connect();
+    this.media = this.startMedia({ video: this.wantVideo, audio: true });
+    this.timers = [
+      setInterval(() => this.tick(), 1000),
+      setInterval(() => this.measure(), QUALITY_EVERY_MS),
+    ];
     document.addEventListener("parley:call-slot", (event) => this.onSlot(event.detail.slot));
     addEventListener("pagehide", () => this.stopMedia());
     navigator.mediaDevices?.addEventListener?.("devicechange", () => this.fillDevices());
+  }
+
+  /** The call page's element is here (rendered with the page, or swapped in): show the call. */
+  attach(root) {
+    this.root = root;
+    for (const [name, selector] of Object.entries(SELECTORS)) {
+      this.el[name] = document.querySelector(selector);
+    }
+    this.peerName = root.dataset.peerName || this.peerName;
+    this.videoCall = root.dataset.kind !== "audio";
+    this.returnUrl = root.dataset.returnUrl || "/";
+    this.slotUrl = root.dataset.slotUrl;
+    window.parleyCall = this;
+    this.loadChatLater();
+    if (root.dataset.state === "ended") {
+      this.quit(); // a head start for a call that ended meanwhile
+      this.setStatus(TEXT.ended);
+      return;
+    }
+    if (this.connectedSince === null) this.connectedSince = this.startedAt();
+    const wantVideo = CallPage.wantsVideo(root);
+    if (wantVideo !== this.wantVideo) {
+      // Started for other media than this page wants: turn the camera on or off once the
+      // media asked for at the start is there.
+      this.wantVideo = wantVideo;
+      this.media = this.media.then(() => {
+        if (!this.over && this.cameraOn !== wantVideo) return this.toggleCamera();
+      });
+    }
+    this.el.localVideo.srcObject = this.localStream;
+    this.bindControls();
+    // What happened before there was a page to show it.
+    if (this.stateShown) root.dataset.state = this.state;
+    if (this.statusText !== null) this.setStatus(this.statusText);
+    if (this.problem) {
+      const { kind, text, options } = this.problem;
+      this.showProblem(kind, text, options);
+    }
+    if (this.pc || this.retired) this.showRemote();
+    this.tick();
     this.renderControls();
     this.renderPeer();
+    this.fillDevices();
+    this.measure();
+    if (this.over && this.state === "ended") this.goBackLater();
+  }
+
+  /** Stop everything, saying nothing: a head start nobody took, or a call page that came
+   * for a call that is over. */
+  quit() {
+    this.over = true;
+    for (const timer of this.timers ?? []) clearInterval(timer);
+    this.closePeer();
+    this.stopMedia();
+    const ws = this.ws;
+    this.ws = null;
+    ws?.close();
   }
 
   /** The direct conversation beside the video is fetched (hx-get, with its own room socket)
@@ -368,18 +441,24 @@ class CallPage {
   }
 
   // --- Words on the page ----------------------------------------------------------------------
+  // Before the page is there (an Accept's head start) they are kept, and attach shows them.
 
   setState(state) {
     this.state = state;
-    this.root.dataset.state = state;
+    this.stateShown = true;
+    if (this.root) this.root.dataset.state = state;
   }
 
   setStatus(text) {
+    this.statusText = text;
     if (this.el.status) this.el.status.textContent = text;
   }
 
-  showProblem(kind, text, { retry = false, joinAudio = false, joinNone = false } = {}) {
+  showProblem(kind, text, options = {}) {
+    const { retry = false, joinAudio = false, joinNone = false } = options;
     this.problemKind = kind;
+    this.problem = { kind, text, options };
+    if (!this.root) return;
     this.el.problemText.textContent = text;
     this.el.retry.hidden = !retry;
     this.el.joinAudio.hidden = !joinAudio;
@@ -391,19 +470,22 @@ class CallPage {
   clearProblem(kind) {
     if (kind && this.problemKind !== kind) return;
     this.problemKind = null;
+    this.problem = null;
+    if (!this.root) return;
     this.el.problem.hidden = true;
     this.el.problemText.textContent = "";
     delete this.el.problem.dataset.kind;
   }
 
   tick() {
-    if (this.connectedSince !== null && !this.over) {
+    if (this.root && this.connectedSince !== null && !this.over) {
       this.el.timer.textContent = formatDuration(Date.now() - this.connectedSince);
       this.el.timer.hidden = false;
     }
   }
 
   renderPeer() {
+    if (!this.root) return;
     const pc = this.pc;
     const lost = pc && this.everConnected && ["disconnected", "failed"].includes(pc.connectionState);
     const parts = [];
@@ -422,6 +504,7 @@ class CallPage {
   }
 
   renderControls() {
+    if (!this.root) return;
     const { mute, camera, share } = this.el;
     mute.disabled = !this.audioTrack;
     mute.setAttribute("aria-pressed", String(this.muted));
@@ -438,26 +521,20 @@ class CallPage {
 
   // --- The call socket ------------------------------------------------------------------------
 
-  connect(early = null) {
+  connect() {
     if (this.over) return;
-    let ws;
-    if (early) {
-      ws = early.ws;
-    } else {
-      // Coming back after a drop, this page asks for its seat again: the other page then sees
-      // the same pair and both restart ICE on the connection they have (onReady).
-      const url = new URL(this.socketUrl);
-      if (this.seat) url.searchParams.set("seat", this.seat);
-      ws = new WebSocket(url.href);
-    }
+    // Coming back after a drop, this page asks for its seat again: the other page then sees
+    // the same pair and both restart ICE on the connection they have (onReady).
+    const url = new URL(this.socketUrl);
+    if (this.seat) url.searchParams.set("seat", this.seat);
+    const ws = new WebSocket(url.href);
     this.ws = ws;
     let opened = false;
-    const on = early ? early.handOver() : ws;
-    on.addEventListener("open", () => {
+    ws.addEventListener("open", () => {
       opened = true;
       this.socketAttempts = 0;
     });
-    on.addEventListener("message", (event) => {
+    ws.addEventListener("message", (event) => {
       let message;
       try {
         message = JSON.parse(event.data);
@@ -470,12 +547,11 @@ class CallPage {
         .then(() => this.handle(message))
         .catch((error) => console.warn("Parley call:", error));
     });
-    on.addEventListener("close", (event) => {
+    ws.addEventListener("close", (event) => {
       if (ws !== this.ws) return;
       this.ws = null;
       this.onSocketClose(event.code, opened);
     });
-    early?.replay();
   }
 
   send(frame) {
@@ -563,9 +639,10 @@ class CallPage {
       this.setState("ringing");
       this.setStatus(TEXT.ringing(this.peerName));
     }
-    // The caller waits here while it rings: its connection, offer and candidates can be ready
-    // when the callee arrives (onReady sends them).
-    if (message.state === "ringing" && !this.polite && !this.pc) this.newPeer({ unpaired: true });
+    // Each side makes its connection here, before it is paired: the caller's while it rings,
+    // with its offer and candidates ready when the callee arrives; the callee's while its
+    // accept commits. The first "ready" pairs it and sends what waited (onReady).
+    if (!this.pc) this.newPeer({ unpaired: true });
   }
 
   onReady(message) {
@@ -621,7 +698,8 @@ class CallPage {
 
   // --- The peer connection --------------------------------------------------------------------
 
-  /** A fresh connection. `unpaired`: the caller's, made while it rings; it offers once paired. */
+  /** A fresh connection. `unpaired`: made at the welcome, before there is a peer to send to;
+   * what it has to send (the caller's offer, candidates) waits for the pairing. */
   newPeer({ unpaired = false } = {}) {
     const old = this.pc;
     this.closePeer({ keepPicture: old?.connectionState === "connected" });
@@ -750,6 +828,7 @@ class CallPage {
 
   showRemote() {
     const video = this.el.remoteVideo;
+    if (!video) return; // attach shows it
     if (video.srcObject !== this.remoteStream) {
       video.srcObject = this.remoteStream;
       this.remoteFrames = false;
@@ -792,14 +871,18 @@ class CallPage {
       neg.settingAnswer = false;
     }
     if (description.type === "offer") {
-      await this.attachTracks(pc);
+      // Our tracks go on while the answer is made (both are on the connection's chain of
+      // operations, in this order), and the answer goes out once made: the frames queued
+      // behind it (the caller's candidates) wait for nothing else.
+      const attached = this.attachTracks(pc);
       await pc.setLocalDescription();
       if (pc === this.pc) {
         this.send({ type: "description", description: pc.localDescription.toJSON() });
       }
+      await attached;
       if (this.smallFrom !== pc) {
         this.smallFrom = pc; // the polite side's sender exists from the first offer on
-        await this.setScale(pc, FIRST_SCALE);
+        this.setScale(pc, FIRST_SCALE); // before it connects, with no frame waiting on it
       }
     }
   }
@@ -819,15 +902,23 @@ class CallPage {
     }
   }
 
-  /** The polite side's transceivers come from the offer; send our tracks on them. */
-  async attachTracks(pc) {
+  /** The polite side's transceivers come from the offer; send our tracks on them. Every
+   * direction is set at once, for the answer made next; the tracks are replaced meanwhile. */
+  attachTracks(pc) {
+    const replaced = [];
     for (const transceiver of pc.getTransceivers()) {
       if (transceiver.stopped || transceiver.currentDirection === "stopped") continue;
       const kind = transceiver.receiver.track.kind;
       if (transceiver.direction !== "sendrecv") transceiver.direction = "sendrecv";
       const track = kind === "audio" ? this.audioTrack : this.outgoingVideo();
-      if (transceiver.sender.track !== track) await transceiver.sender.replaceTrack(track);
+      if (transceiver.sender.track === track) continue;
+      replaced.push(
+        transceiver.sender.replaceTrack(track).catch((error) => {
+          console.warn(`Parley call: could not send the ${kind} track:`, error);
+        }),
+      );
     }
+    return Promise.all(replaced);
   }
 
   sender(kind) {
@@ -902,18 +993,20 @@ class CallPage {
     return this.cameraOn ? this.cameraTrack : null;
   }
 
-  /** `started`: the same request, made already (HeadStart), to take the answer of. */
-  async startMedia({ video, audio }, started = null) {
+  async startMedia({ video, audio }) {
     if (!navigator.mediaDevices?.getUserMedia) {
       this.showProblem("media", TEXT.insecure, { joinNone: true });
       return;
     }
     try {
-      const stream = await (started ??
-        navigator.mediaDevices.getUserMedia({
-          audio: audio ? this.audioConstraints() : false,
-          video: video ? this.videoConstraints() : false,
-        }));
+      const stream = await navigator.mediaDevices.getUserMedia({
+        audio: audio ? this.audioConstraints() : false,
+        video: video ? this.videoConstraints() : false,
+      });
+      if (this.over) {
+        for (const track of stream.getTracks()) track.stop(); // quit meanwhile
+        return;
+      }
       this.replaceLocal("audio", stream.getAudioTracks()[0] ?? null);
       if (video) {
         this.replaceLocal("video", stream.getVideoTracks()[0] ?? null);
@@ -1040,7 +1133,7 @@ class CallPage {
   }
 
   async fillDevices() {
-    if (!navigator.mediaDevices?.enumerateDevices) return;
+    if (!this.root || !navigator.mediaDevices?.enumerateDevices) return;
     const devices = await navigator.mediaDevices.enumerateDevices().catch(() => []);
     this.fillSelect(this.el.mic, devices, "audioinput", this.audioTrack, "Microphone");
     this.fillSelect(this.el.camSelect, devices, "videoinput", this.cameraTrack, "Camera");
@@ -1176,6 +1269,7 @@ class CallPage {
 
   async measure() {
     const pc = this.pc;
+    if (!this.root) return;
     if (!pc || pc.connectionState !== "connected") {
       this.el.quality.hidden = true;
       return;
@@ -1218,7 +1312,7 @@ class CallPage {
     this.setState(state);
     this.closePeer();
     this.stopMedia();
-    this.el.quality.hidden = true;
+    if (this.el.quality) this.el.quality.hidden = true;
     this.setStatus(text);
     this.showProblem(state, text);
     this.ws?.close();
@@ -1228,83 +1322,57 @@ class CallPage {
   ended() {
     if (this.over) return;
     this.stop(TEXT.ended, "ended");
+    if (this.root) this.goBackLater(); // else at attach, which knows where to
+  }
+
+  goBackLater() {
     setTimeout(() => location.assign(this.returnUrl), RETURN_AFTER_MS);
   }
 }
 
 // --- Answering in place ----------------------------------------------------------------------
 
-/** What an Accept starts at the click, while its request goes to the server: the camera and
- * microphone, and the call socket (the server seats a participant while the call rings). With
- * htmx the answer is the call page itself, swapped in here (calls/views.py call_accept): the
- * CallPage it starts takes both over, and is a few hundred milliseconds further than a page
- * loaded after a redirect would be. Refused, failed or not taken soon: both are stopped. */
+/** What an Accept starts at the click, while its request goes to the server: the call itself
+ * (a CallPage without its element yet). It starts the camera and microphone and opens the call
+ * socket (the server seats a participant while the call rings, and says `ready` once the
+ * accept has committed); it makes the connection at the socket's welcome, and answers the
+ * caller's offer as soon as it comes, with its candidates after it. With htmx the accept's answer is the call
+ * page's content, swapped in here (calls/views.py call_accept): the CallPage is attached to it,
+ * with its call well under way by then. Refused, failed or not taken soon: it quits. */
 class HeadStart {
   static current = null;
 
-  constructor(callId, video) {
+  constructor(slot, video) {
     HeadStart.current?.abandon();
     HeadStart.current = this;
+    const callId = slot.dataset.callId;
     this.callId = callId;
-    this.video = video;
-    this.media = navigator.mediaDevices?.getUserMedia
-      ? navigator.mediaDevices.getUserMedia({
-          audio: audioConstraints(),
-          video: video ? videoConstraints() : false,
-        })
-      : null;
-    this.media?.catch(() => {}); // the page that takes it over says what went wrong
-    const url = new URL(`/ws/calls/${encodeURIComponent(callId)}/`, location.href);
-    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-    this.ws = new WebSocket(url.href);
-    // Until the page takes the socket over, its events wait here, in order.
-    this.events = [];
-    this.target = null;
-    for (const type of ["open", "message", "close"]) {
-      this.ws.addEventListener(type, (event) => {
-        if (this.target) this.target.dispatchEvent(copyEvent(event));
-        else this.events.push(event);
-      });
-    }
+    this.page = new CallPage({
+      callId,
+      socket: `/ws/calls/${encodeURIComponent(callId)}/`,
+      videoCall: video || slot.querySelector("[data-call-answer='video']") !== null,
+      wantVideo: video,
+      peerName: slot.dataset.callerName,
+      renderedState: "active", // it answers: a welcome saying "ringing" is from before that
+    });
+    this.page.begin();
     this.timer = setTimeout(() => this.abandon(), HEAD_START_MS);
-  }
-
-  /** The page takes it over: an EventTarget that gets the socket's events, past and future. */
-  handOver() {
-    clearTimeout(this.timer);
-    if (HeadStart.current === this) HeadStart.current = null;
-    this.target = new EventTarget();
-    return this.target;
-  }
-
-  replay() {
-    for (const event of this.events.splice(0)) this.target.dispatchEvent(copyEvent(event));
-  }
-
-  stopMedia() {
-    this.media?.then((stream) => stream.getTracks().forEach((track) => track.stop()), () => {});
   }
 
   abandon() {
     clearTimeout(this.timer);
     if (HeadStart.current === this) HeadStart.current = null;
-    if (this.target) return; // taken over: the page's now
-    this.ws.close();
-    this.stopMedia();
+    if (!this.page.root) this.page.quit();
   }
 
+  /** The call page for `callId` is here: its CallPage, if an Accept started it. */
   static take(callId) {
     const early = HeadStart.current;
-    return early && early.callId === callId ? early : null;
+    if (!early || early.callId !== callId) return null;
+    clearTimeout(early.timer);
+    HeadStart.current = null;
+    return early.page;
   }
-}
-
-function copyEvent(event) {
-  if (event.type === "message") return new MessageEvent("message", { data: event.data });
-  if (event.type === "close") {
-    return new CloseEvent("close", { code: event.code, reason: event.reason, wasClean: event.wasClean });
-  }
-  return new Event(event.type);
 }
 
 function watchAnswers() {
@@ -1312,7 +1380,7 @@ function watchAnswers() {
     const form = event.detail.elt;
     const slot = form?.closest?.(SELECTORS.slot);
     if (!slot || !form.matches("[data-call-answer]") || !slot.dataset.callId) return;
-    new HeadStart(slot.dataset.callId, form.dataset.callAnswer === "video");
+    new HeadStart(slot, form.dataset.callAnswer === "video");
   });
   document.addEventListener("htmx:afterRequest", (event) => {
     const early = HeadStart.current;
@@ -1341,8 +1409,12 @@ function startCallPage() {
     return;
   }
   const swapped = pageProcessed;
-  const early = HeadStart.take(root.dataset.callId);
-  new CallPage(root).start(early);
+  let page = HeadStart.take(root.dataset.callId);
+  if (!page) {
+    page = CallPage.of(root);
+    if (root.dataset.state !== "ended") page.begin();
+  }
+  page.attach(root);
   if (!swapped) return;
   const url = new URL(`/calls/${encodeURIComponent(root.dataset.callId)}/`, location.href);
   if (root.dataset.kind === "video" && root.dataset.video === "0") url.search = "?audio=1";
