@@ -59,10 +59,11 @@ class FreezableLink:
         self.server.close()
 
 
-async def member_socket(port: int, server_port: int, cookie: bytes):
+async def member_socket(port: int, cookie: bytes):
+    # The page's origin is where the browser reached the site: through the link, for Bob.
     return await websockets.connect(
         f"ws://127.0.0.1:{port}/ws/member/",
-        origin=f"http://127.0.0.1:{server_port}",
+        origin=f"http://127.0.0.1:{port}",
         additional_headers={"Cookie": cookie.decode()},
         ping_interval=None,  # the server pings; this client must not keep the link busy
     )
@@ -97,10 +98,10 @@ async def test_a_tab_that_vanished_without_closing_goes_offline_within_the_ping_
     try:
         link_port = await link.start()
         ada_socket = await member_socket(
-            server.port, server.port, await database_sync_to_async(session_cookie_factory)(ada)
+            server.port, await database_sync_to_async(session_cookie_factory)(ada)
         )
         bob_socket = await member_socket(
-            link_port, server.port, await database_sync_to_async(session_cookie_factory)(bob)
+            link_port, await database_sync_to_async(session_cookie_factory)(bob)
         )
         await until_status(ada_socket, bob, "Online", wait=5)
 
