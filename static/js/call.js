@@ -829,6 +829,10 @@ class CallPage {
   showRemote() {
     const video = this.el.remoteVideo;
     if (!video) return; // attach shows it
+    // Not before the other side's first track: a media element given a stream with nothing in
+    // it delays the document's load event until data comes, so a page that is ringing would
+    // never finish loading (the tab's spinner turning, and whatever waits for load waiting).
+    if (!this.remoteStream.getTracks().length) return;
     if (video.srcObject !== this.remoteStream) {
       video.srcObject = this.remoteStream;
       this.remoteFrames = false;
