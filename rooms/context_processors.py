@@ -8,13 +8,12 @@ def sidebar(request):
     if not request.user.is_authenticated:
         return {}
 
+    # One read of the member's rooms for the page: its sidebar's rows, and the digest its member
+    # socket opens with, of the very rooms the page has rows for (if a room is joined or left
+    # after this read, the digest differs from the member's rooms and the socket sends new
+    # rows as it opens; it never claims a row the page does not have).
+    rooms = SimpleLazyObject(lambda: selectors.member_rooms(request.user))
     return {
-        "sidebar_rooms": SimpleLazyObject(lambda: selectors.rooms_of(request.user)),
-        # Which rooms the page has rows for, for its member socket. Read by the socket's
-        # element, which app.html renders before the sidebar: if a room is joined or left in
-        # between, the digest differs from the member's rooms and the socket sends new rows as
-        # it opens; it never claims a row the page does not have.
-        "sidebar_rooms_digest": SimpleLazyObject(
-            lambda: selectors.rooms_digest(selectors.room_ids_of(request.user))
-        ),
+        "sidebar_rooms": SimpleLazyObject(lambda: rooms.groups),
+        "sidebar_rooms_digest": SimpleLazyObject(lambda: rooms.digest),
     }

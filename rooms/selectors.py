@@ -93,11 +93,20 @@ class MemberRooms:
     def direct_ids(self) -> set[int]:
         return {m.room_id for m in self.memberships if m.room.kind == Room.Kind.DIRECT}
 
+    @property
+    def groups(self) -> list[Membership]:
+        """The group rooms: the sidebar's list (direct conversations are the contacts')."""
+        return [m for m in self.memberships if m.room.kind == Room.Kind.GROUP]
+
+    @property
+    def digest(self) -> str:
+        """Of every room a page showing these has a row for (rooms_digest)."""
+        return rooms_digest(self.ids)
+
     def sidebar(self) -> str:
         """The list of group rooms, swapped in by id, each row with its count, and the digest
         of every room the page has a row for once it has this list."""
-        groups = [m for m in self.memberships if m.room.kind == Room.Kind.GROUP]
-        return fragments.sidebar(groups, digest=rooms_digest(self.ids))
+        return fragments.sidebar(self.groups, digest=self.digest)
 
     def badges(self, room_ids: set[int] | None = None) -> str:
         """The unread badge of each room (or of those of `room_ids`), in one fragment."""
