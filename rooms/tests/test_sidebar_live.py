@@ -2,6 +2,7 @@
 
 import re
 from html.parser import HTMLParser
+from types import SimpleNamespace
 
 import pytest
 from channels.db import database_sync_to_async
@@ -208,16 +209,23 @@ async def frames_until(socket, page: Page, found) -> str:
             return frame
 
 
+@pytest.fixture
+def not_yet_in(user_factory):
+    """Ada's room "Deploy day", and Bob, who is not in it yet."""
+    ada = user_factory(username="ada")
+    bob = user_factory(username="bob")
+    room = services.room_create(creator=ada, name="Deploy day")
+    return SimpleNamespace(ada=ada, bob=bob, room=room)
+
+
 async def test_a_room_joined_as_the_page_opens_comes_as_a_row_before_any_badge(
-    user_factory, client_of, site_socket
+    not_yet_in, client_of, site_socket
 ):
     # Bob clicks Join on the room directory while its member socket is still opening: the page
     # was rendered without the room, and the socket, which joined the member's group after the
     # join's news went out, never hears of it. Its catch-up sent the room's badge alone, which
     # htmx could not place (htmx:oobErrorNoTarget, #unread-1, in e2e/test_deployed.py).
-    ada = await database_sync_to_async(user_factory)(username="ada")
-    bob = await database_sync_to_async(user_factory)(username="bob")
-    room = await database_sync_to_async(services.room_create)(creator=ada, name="Deploy day")
+    ada, bob, room = not_yet_in.ada, not_yet_in.bob, not_yet_in.room
     page, path = await database_sync_to_async(page_of)(client_of, bob)
     await database_sync_to_async(services.room_join)(room=room, member=bob)
     await database_sync_to_async(post)(room, ada, "Is it up?")
@@ -244,17 +252,15 @@ async def test_a_page_with_a_row_for_each_room_gets_only_the_counts_as_its_socke
 
 
 async def test_a_room_joined_with_the_page_open_sends_its_row_before_its_counts(
-    user_factory, client_of, site_socket
+    not_yet_in, client_of, site_socket
 ):
-    ada = await database_sync_to_async(user_factory)(username="ada")
-    bob = await database_sync_to_async(user_factory)(username="bob")
-    room = await database_sync_to_async(services.room_create)(creator=ada, name="Chess club")
+    ada, bob, room = not_yet_in.ada, not_yet_in.bob, not_yet_in.room
     page, path = await database_sync_to_async(page_of)(client_of, bob)
     socket = await open_page_socket(site_socket, path, bob)
 
     await database_sync_to_async(services.room_join)(room=room, member=bob)
     await database_sync_to_async(post)(room, ada, "welcome")  # while the row is on its way
-    frame = await frames_until(socket, page, "Chess club")
+    frame = await frames_until(socket, page, "Deploy day")
     assert selectors.rooms_digest({room.pk}) in frame
     await frames_until(
         socket,
