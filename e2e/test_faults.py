@@ -110,8 +110,16 @@ class Member:
             " e.querySelector('.message__body').textContent.trim()])",
         )
 
-    def socket_open(self) -> bool:
-        return bool(self.sockets) and not self.sockets[-1].is_closed()
+    def socket_open(self, within: float = 5) -> bool:
+        """Whether the page's newest room socket is open, or opens within `within` seconds: a
+        socket htmx's ws extension reopened on an element already replaced is opened and closed
+        again by it, and may be the newest for a moment."""
+        deadline = time.monotonic() + within
+        while not (self.sockets and not self.sockets[-1].is_closed()):
+            if time.monotonic() > deadline:
+                return False
+            self.page.wait_for_timeout(100)
+        return True
 
 
 @pytest.fixture(scope="module")
