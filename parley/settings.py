@@ -147,11 +147,15 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Under ASGI every request may run in a different thread, so persistent connections do not
     # help; a pool does. https://docs.djangoproject.com/en/6.1/ref/databases/#connection-pool
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Django's backend, made to fail fast while the server is away (parley/postgresql/base.py):
+    # once a connection could not be had, the others fail at once for a while instead of each
+    # waiting the pool's `timeout`, one after another, on a process's one database thread.
+    DATABASES["default"]["ENGINE"] = "parley.postgresql"
     # After PostgreSQL restarts, every connection resting in the pool is dead: the check (an
-    # empty query when the pool hands one out) drops them all at the first (parley/dbpool.py).
-    # While the server is down a request waits `timeout` seconds at most for a connection, then
-    # fails (a room socket says "not sent"), instead of holding the database thread for 30 s.
-    from parley.dbpool import check_connection
+    # empty query when the pool hands one out) drops them all at the first. While the server is
+    # down a connection is waited for `timeout` seconds at most, then the work fails (a room
+    # socket says "not sent"), instead of holding the database thread for 30 s.
+    from parley.postgresql.base import check_connection
 
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "check": check_connection,

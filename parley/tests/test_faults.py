@@ -9,6 +9,7 @@ import asyncio
 import time
 
 import pytest
+import websockets
 
 from bench.faults import FAULTS, Site, run_faults
 
@@ -86,6 +87,63 @@ async def test_a_message_sent_while_postgresql_is_down_is_shown_not_sent_and_goe
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_send_queued_behind_sockets_waiting_for_postgresql_is_told_not_sent_soon(tmp_path):
+    # Every socket of a process reads and writes through its one database thread. While
+    # PostgreSQL is away, sockets opening meanwhile (their session and member are read from it)
+    # wait there ahead of the send; each used to hold the thread for the pool's 5 s timeout, so
+    # the sender heard nothing for 20 s and more (e2e/test_faults.py, about one run in five).
+    # Now the first failed connection makes the rest fail at once (parley/postgresql/base.py).
+    with Site(2, tmp_path) as site:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(page.run(stop)) for page in site.pages]
+        try:
+            sender = site.pages[0]
+            assert await wait_until(lambda: sender.is_open, 30)
+            await asyncio.to_thread(site.postgres.stop)
+            port = site.upstreams.ports[sender.home]
+            tasks += [
+                asyncio.create_task(open_socket(port, site.upstreams.room_id, sender.session))
+                for _ in range(4)
+            ]
+            await asyncio.sleep(0.5)  # their handshakes are waiting for the database thread
+
+            sender.draft = "sent behind four sockets opening"
+            sender.send_draft()
+            assert await wait_until(lambda: sender.not_sent, 10), "no 'not sent' within 10 s"
+            assert sender.draft == "sent behind four sockets opening"
+            assert sender.is_open
+            opened = [t.result() for t in tasks[2:] if t.done()]
+            assert "open" not in opened, opened  # nobody got in without the database
+
+            # Back, it answers again: the page's next press of Send goes, once.
+            await asyncio.to_thread(site.postgres.start)
+            assert await wait_until(lambda: sender.draft is None, 20), "never acknowledged"
+            assert [b for _, b in sender.acked] == ["sent behind four sockets opening"]
+        finally:
+            stop.set()
+            for page in site.pages:
+                if page.socket is not None:
+                    await page.socket.close()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def open_socket(port: int, room_id: int, session: str) -> str:
+    """Open a room socket as a member's page does; "open" or why not."""
+    try:
+        socket = await websockets.connect(
+            f"ws://127.0.0.1:{port}/ws/rooms/{room_id}/",
+            origin=f"http://127.0.0.1:{port}",
+            additional_headers={"Cookie": f"sessionid={session}"},
+            open_timeout=60,
+        )
+    except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as error:
+        return repr(error)
+    await socket.close()
+    return "open"
 
 
 async def test_a_message_posted_into_the_gap_of_a_redis_restart_still_reaches_every_page(tmp_path):

@@ -1,0 +1,1 @@
+"""Django's PostgreSQL backend, for a server that restarts or goes away (see `base`)."""
