@@ -11,13 +11,14 @@ more messages and prints the figures of docs/reliability.md.
 
 import json
 import os
+import re
 import time
 
 import pytest
 from playwright.sync_api import expect
 
 from e2e.conftest import chromium_path
-from e2e.deployment import Daphne, Deployment, caddy_path
+from e2e.deployment import SITE, Daphne, Deployment, caddy_path
 from e2e.helpers import CHROMIUM_FLAGS, DESKTOP, count_room_sockets, say, screenshot
 from e2e.turn import turnserver_path
 
@@ -30,6 +31,8 @@ pytestmark = pytest.mark.skipif(
 # message is acknowledged and on every page. Measured: well under 5 s (docs/reliability.md).
 RECOVERY = 20
 NAMES = ("ada", "bob", "cleo")
+# How long Caddy skips a process that refused a connection (seconds, from the kit's Caddyfile).
+FAIL_DURATION = int(re.search(r"fail_duration (\d+)s", (SITE / "Caddyfile").read_text())[1])
 
 MAKE_ROOM = """
 import json, sys
@@ -189,6 +192,27 @@ def recover(members, fault: str, back: float) -> float:
     return took
 
 
+def kill_a_process_serving_a_room_page(site, members) -> tuple[int, float]:
+    """SIGKILL a daphne process that holds some page's room socket: its index, and when.
+
+    Caddy gives each new socket to the process holding fewest, so each page has its member
+    socket on one process and its room socket on the other, whichever way round (a coin toss
+    per page): one run in eight, every room socket is on the second process, and killing the
+    first would test nothing. Then it is started again, and the second is killed instead, once
+    Caddy no longer skips the first for having refused the pages' member sockets meanwhile."""
+    for index in range(len(site.daphnes)):
+        current = [member.sockets[-1] for member in members]
+        site.daphnes[index].kill()
+        at = time.monotonic()
+        while time.monotonic() < at + 5:
+            if any(socket.is_closed() for socket in current):
+                return index, at
+            members[0].page.wait_for_timeout(100)
+        site.daphnes[index].start()
+        members[0].page.wait_for_timeout(max(0, at + FAIL_DURATION + 1 - time.monotonic()) * 1000)
+    raise AssertionError("no page's room socket closed when either process was killed")
+
+
 def test_members_chat_through_redis_daphne_and_postgresql_faults_and_lose_nothing(site, members):
     everyone_says(members, "before")
     wait_until_all_shown(members)
@@ -206,11 +230,11 @@ def test_members_chat_through_redis_daphne_and_postgresql_faults_and_lose_nothin
 
     # One daphne process dies with everything in it; its pages go to the other through Caddy.
     opened = [len(member.sockets) for member in members]
-    site.daphnes[0].kill()
-    recover(members, "daphne SIGKILL", time.monotonic())
+    killed, at = kill_a_process_serving_a_room_page(site, members)
+    recover(members, "daphne SIGKILL", at)
     moved = [m.name for m, n in zip(members, opened, strict=True) if len(m.sockets) > n]
     assert moved, "some page was served by the killed process and reconnected"
-    site.daphnes[0].start()  # as systemd's Restart= brings it back
+    site.daphnes[killed].start()  # as systemd's Restart= brings it back
 
     # PostgreSQL goes away: a message sent meanwhile is shown as not sent, its draft kept.
     ada = members[0]
