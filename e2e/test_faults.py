@@ -240,7 +240,9 @@ def test_members_chat_through_redis_daphne_and_postgresql_faults_and_lose_nothin
     ada = members[0]
     site.postgres.stop()
     say(ada.page, "sent while the database is away")
+    sent = time.monotonic()
     expect(ada.page.locator("#composer-error")).to_contain_text("Not sent", timeout=15_000)
+    print(f"PostgreSQL away: 'Not sent' shown in {time.monotonic() - sent:.2f} s")
     expect(ada.composer).to_have_value("sent while the database is away")
     screenshot(ada.page, "faults-not-sent")
     site.postgres.start()
