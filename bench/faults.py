@@ -372,6 +372,27 @@ async def phase(site: Site, fault: str, rate: float, before: float, after: float
     }
 
 
+@contextlib.asynccontextmanager
+async def pages_running(site: Site, rate: float | None = None):
+    """Every page of `site` open (reconnecting as room.html does) while the block runs, and, at
+    `rate` messages a second, writing and sending. Yields the list of tasks: a task added to it
+    is cancelled with them at the end."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(page.run(stop)) for page in site.pages]
+    if rate:
+        tasks += [asyncio.create_task(page.type_and_send(stop, 1 / rate)) for page in site.pages]
+    try:
+        yield tasks
+    finally:
+        stop.set()
+        for page in site.pages:
+            if page.socket is not None:
+                await page.socket.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def run_faults(
     members: int = 3,
     rate: float = 1.5,
@@ -384,11 +405,8 @@ async def run_faults(
     """One site, each fault in turn; the figures of each phase."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="parley-faults-"))
     with Site(members, workdir) as site:
-        stop = asyncio.Event()
-        tasks = [asyncio.create_task(page.run(stop)) for page in site.pages]
-        tasks += [asyncio.create_task(page.type_and_send(stop, 1 / rate)) for page in site.pages]
         results = []
-        try:
+        async with pages_running(site, rate=rate):
             async with asyncio.timeout(60):
                 while not all(page.is_open and page.online == members for page in site.pages):
                     await asyncio.sleep(0.05)
@@ -399,14 +417,6 @@ async def run_faults(
                 log(fault, {k: v for k, v in result.items() if k != "logs"})
                 if fault == "daphne":
                     await asyncio.to_thread(site.replace_server, 0)
-        finally:
-            stop.set()
-            for page in site.pages:
-                if page.socket is not None:
-                    await page.socket.close()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
     return results
 
 

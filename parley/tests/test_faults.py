@@ -11,7 +11,7 @@ import time
 import pytest
 import websockets
 
-from bench.faults import FAULTS, Site, run_faults
+from bench.faults import FAULTS, Site, pages_running, run_faults
 
 # Runs once, in the configuration with PostgreSQL and Redis (its own servers, not those).
 pytestmark = pytest.mark.redis
@@ -55,9 +55,7 @@ async def test_a_message_sent_while_postgresql_is_down_is_shown_not_sent_and_goe
     tmp_path,
 ):
     with Site(2, tmp_path) as site:
-        stop = asyncio.Event()
-        tasks = [asyncio.create_task(page.run(stop)) for page in site.pages]
-        try:
+        async with pages_running(site):
             sender, reader = site.pages
             assert await wait_until(lambda: sender.is_open and reader.is_open, 30)
             await asyncio.to_thread(site.postgres.stop)
@@ -79,14 +77,6 @@ async def test_a_message_sent_while_postgresql_is_down_is_shown_not_sent_and_goe
             for page in site.pages:
                 assert [b for _, b in page.shown] == ["sent while the database is away"]
                 assert page.duplicates == []
-        finally:
-            stop.set()
-            for page in site.pages:
-                if page.socket is not None:
-                    await page.socket.close()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def test_a_send_queued_behind_sockets_waiting_for_postgresql_is_told_not_sent_soon(tmp_path):
@@ -96,17 +86,16 @@ async def test_a_send_queued_behind_sockets_waiting_for_postgresql_is_told_not_s
     # the sender heard nothing for 20 s and more (e2e/test_faults.py, about one run in five).
     # Now the first failed connection makes the rest fail at once (parley/postgresql/base.py).
     with Site(2, tmp_path) as site:
-        stop = asyncio.Event()
-        tasks = [asyncio.create_task(page.run(stop)) for page in site.pages]
-        try:
+        async with pages_running(site) as tasks:
             sender = site.pages[0]
             assert await wait_until(lambda: sender.is_open, 30)
             await asyncio.to_thread(site.postgres.stop)
             port = site.upstreams.ports[sender.home]
-            tasks += [
+            openings = [
                 asyncio.create_task(open_socket(port, site.upstreams.room_id, sender.session))
                 for _ in range(4)
             ]
+            tasks += openings  # cancelled at the end, if still waiting
             await asyncio.sleep(0.5)  # their handshakes are waiting for the database thread
 
             sender.draft = "sent behind four sockets opening"
@@ -114,21 +103,13 @@ async def test_a_send_queued_behind_sockets_waiting_for_postgresql_is_told_not_s
             assert await wait_until(lambda: sender.not_sent, 10), "no 'not sent' within 10 s"
             assert sender.draft == "sent behind four sockets opening"
             assert sender.is_open
-            opened = [t.result() for t in tasks[2:] if t.done()]
+            opened = [t.result() for t in openings if t.done()]
             assert "open" not in opened, opened  # nobody got in without the database
 
             # Back, it answers again: the page's next press of Send goes, once.
             await asyncio.to_thread(site.postgres.start)
             assert await wait_until(lambda: sender.draft is None, 20), "never acknowledged"
             assert [b for _, b in sender.acked] == ["sent behind four sockets opening"]
-        finally:
-            stop.set()
-            for page in site.pages:
-                if page.socket is not None:
-                    await page.socket.close()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def open_socket(port: int, room_id: int, session: str) -> str:
@@ -151,9 +132,7 @@ async def test_a_message_posted_into_the_gap_of_a_redis_restart_still_reaches_ev
     # processes' subscriptions come back a moment later: a message published in between is lost
     # on the layer. Nothing comes after it to reveal the gap; the hub's probe must.
     with Site(2, tmp_path) as site:
-        stop = asyncio.Event()
-        tasks = [asyncio.create_task(page.run(stop)) for page in site.pages]
-        try:
+        async with pages_running(site):
             sender, reader = site.pages
             assert await wait_until(lambda: sender.is_open and reader.is_open, 30)
             await asyncio.sleep(1.5)  # both processes have subscribed and probed
@@ -165,11 +144,3 @@ async def test_a_message_posted_into_the_gap_of_a_redis_restart_still_reaches_ev
                 assert await wait_until(
                     lambda page=page: [b for _, b in page.shown] == ["into the gap"], 10
                 ), f"{page.name} never showed it"
-        finally:
-            stop.set()
-            for page in site.pages:
-                if page.socket is not None:
-                    await page.socket.close()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
