@@ -6,11 +6,10 @@ from django.http import Http404
 
 from accounts import selectors
 from accounts.events import contact_ended
-from accounts.fragments import contacts_fragment
 from accounts.models import Block, Contact, ContactRequest, User
 from parley.limits import count_within
-from parley.live.announce import group_send_each
-from parley.live.members import member_group, member_push, session_tag
+from parley.live.announce import group_send, group_send_each
+from parley.live.members import member_group, session_tag
 from parley.live.sessions import RECHECK
 from rooms import services as room_services
 from rooms.models import Room
@@ -95,18 +94,15 @@ def _request_rate_check(member) -> None:
 
 
 def contacts_changed(member_id: int, *, to: int | None = None) -> None:
-    """After commit, push the member's new contact list, badge and notices to their open
-    pages (`to` another group instead: see NOBODY)."""
+    """After commit, tell the member's open pages that their contacts or requests changed
+    (`to` another group instead: see NOBODY). Each page's member socket renders the new list,
+    badge and notices (accounts.fragments.contacts_fragment) with that page's own row marked
+    as the one it shows: a list rendered once for all tabs would mark none."""
 
     def announce():
-        member = User.objects.filter(pk=member_id).first()
-        if member is None:
-            return
-        try:
-            member_push(member_id=member_id if to is None else to, html=contacts_fragment(member))
-        except Exception:
-            # What was saved stays saved; the pages catch up on their next load.
-            logger.exception("Pushing the contacts of member %s failed", member_id)
+        # Never raises (the layer may be away): what was saved stays saved, and the pages catch
+        # up on their next load.
+        group_send(member_group(member_id if to is None else to), {"type": "member.contacts"})
 
     transaction.on_commit(announce)
 

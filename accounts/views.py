@@ -37,7 +37,10 @@ def member_socket(request: HtmxHttpRequest) -> HttpResponse:
     It says the rooms the page asked with (its sidebar's), not the member's rooms now: the new
     socket compares the two and sends the page new rows if they differ."""
     digest = room_selectors.page_rooms_digest(request.GET.get("rooms"))
-    return render(request, "includes/member_socket.html", {"sidebar_rooms_digest": digest})
+    here = room_selectors.page_room_slug(request.GET.get("here"))
+    return render(
+        request, "includes/member_socket.html", {"sidebar_rooms_digest": digest, "here": here}
+    )
 
 
 # --- People and contacts ---------------------------------------------------------------------

@@ -197,8 +197,37 @@ def test_a_room_page_opens_one_room_socket_and_one_member_socket(member_context,
     page.goto(room.get_absolute_url())
     expect(page.get_by_text("1 online: Ada")).to_be_visible()
     page.wait_for_timeout(500)
-    # The member socket says which rooms the page has rows for (rooms.selectors.rooms_digest).
+    # The member socket says which rooms the page has rows for (rooms.selectors.rooms_digest),
+    # and which one it shows.
     assert sorted(opened) == [
-        f"member/?rooms={selectors.rooms_digest({room.pk})}",
+        f"member/?rooms={selectors.rooms_digest({room.pk})}&here={room.slug}",
         f"rooms/{room.pk}/",
     ]
+
+
+def test_the_room_a_page_shows_stays_marked_in_the_sidebar_when_its_lists_change(
+    member_context, user_factory, console_errors
+):
+    # Joining a room in one tab pushes a new room list to every tab. Each keeps the row of the
+    # room its page shows marked as current (and highlighted), or the first tab loses its own.
+    ada = user_factory(username="ada", display_name="Ada")
+    bob = user_factory(username="bob", display_name="Bob")
+    chess = services.room_create(creator=ada, name="Chess club")
+    services.room_create(creator=ada, name="Deploy day")
+    services.room_join(room=chess, member=bob)
+    context = member_context(bob)
+    reading = console_errors(context.new_page())
+    reading.goto(chess.get_absolute_url())
+    expect(reading.get_by_text("1 online: Bob")).to_be_visible()
+    rooms = reading.get_by_role("region", name="Rooms")
+    current = rooms.locator('[aria-current="page"]')
+    expect(current).to_have_text("Chess club")
+
+    other = console_errors(context.new_page())
+    other.goto("/rooms/?q=deploy")
+    other.get_by_role("button", name="Join Deploy day").click()
+    expect(rooms).to_contain_text("Deploy day")  # the pushed list, in the first tab
+    expect(current).to_have_text("Chess club")
+    expect(rooms.locator('[aria-current="page"]')).to_have_count(1)
+    screenshot(reading, "sidebar-current-after-push-desktop")
+    assert console_errors.errors == []

@@ -10,6 +10,9 @@ How fragments reach it:
   channel-layer group (`member.fragment`).
 - `parley.live.members.members_push(member_ids=, html=)`: many members' tabs, one event for all
   (presence changes), written by each process's hub to its own member sockets.
+- `member.rooms` and `member.contacts` events: the member's rooms, or contacts and requests,
+  changed. Each socket renders the new lists itself, with the row of the room its page shows
+  (`here`, from its URL) marked as current.
 """
 
 import logging
@@ -18,7 +21,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 
-from accounts.fragments import contact_list_fragment
+from accounts.fragments import contact_list_fragment, contacts_fragment
 from accounts.presence import (
     contacts_presence_fragment,
     presence_socket_closed,
@@ -48,6 +51,8 @@ class MemberConsumer(LiveSocket):
         # Which rooms the page has rows for, as it says ('' for a page that does not say).
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.page_rooms = selectors.page_rooms_digest((query.get("rooms") or [""])[0])
+        # The room the page shows ('' for none): the lists this socket renders mark its row.
+        self.here = selectors.page_room_slug((query.get("here") or [""])[0])
         # What the hub pushes waits here until the socket is accepted and has sent the page
         # what it may have missed: a push is newer than that, so it goes after it.
         self.held: deque[str] | None = deque()
@@ -77,7 +82,7 @@ class MemberConsumer(LiveSocket):
             # page lacks a row, or has one too many, and its badge would have no target. So it
             # gets its rows, with their counts: the rooms and the contacts (who have the direct
             # conversations' rows, and their presence).
-            caught_up = contact_list_fragment(self.member) + rooms.sidebar()
+            caught_up = contact_list_fragment(self.member, self.here) + rooms.sidebar(self.here)
         else:
             caught_up = contacts_presence_fragment(member=self.member) + rooms.badges()
         return caught_up + call_fragments.slot_catching_up(self.member)
@@ -137,7 +142,7 @@ class MemberConsumer(LiveSocket):
         if rooms.direct_ids - self.watching:
             # A new direct conversation: its row is in the contact list, which accounts pushes
             # after this; it comes now, so that it is there before the conversation's badge.
-            html += await database_sync_to_async(contact_list_fragment)(self.member)
+            html += await database_sync_to_async(contact_list_fragment)(self.member, self.here)
         await self.push(html)
         added = await self.watch_rooms(rooms.ids)
         if added:
@@ -147,7 +152,12 @@ class MemberConsumer(LiveSocket):
 
     def room_list(self) -> tuple[selectors.MemberRooms, str]:
         rooms = selectors.member_rooms(self.member)
-        return rooms, rooms.sidebar()
+        return rooms, rooms.sidebar(self.here)
+
+    async def member_contacts(self, event: dict) -> None:
+        """The member's contacts or requests changed: the new list, badge and notices."""
+        html = await database_sync_to_async(contacts_fragment)(self.member, self.here)
+        await self.push(html)
 
     async def session_ended(self, event: dict) -> None:
         if self.session.ended_by(event):

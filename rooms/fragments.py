@@ -92,10 +92,16 @@ def unread(room_id: int, count: int) -> str:
     return render_to_string("rooms/unread.html", {"room_id": room_id, "unread": count, "oob": True})
 
 
-def sidebar(memberships, digest: str = "") -> str:
+def sidebar(memberships, digest: str = "", here: str = "") -> str:
     """A member's whole list of rooms, for when they join or leave one; `digest`: of all the
-    rooms the page has rows for once it has this list (selectors.rooms_digest)."""
+    rooms the page has rows for once it has this list (selectors.rooms_digest); `here`: the
+    slug of the room the page shows, whose row is marked as current."""
     return render_to_string(
         "rooms/sidebar.html",
-        {"sidebar_rooms": memberships, "sidebar_rooms_digest": digest, "oob": True},
+        {
+            "sidebar_rooms": memberships,
+            "sidebar_rooms_digest": digest,
+            "current_room_slug": here,
+            "oob": True,
+        },
     )

@@ -61,6 +61,7 @@ def room_ids_of(member) -> set[int]:
 
 
 DIGEST_LENGTH = 16
+_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,100}")  # Room.slug
 _DIGEST = re.compile(rf"[0-9a-f]{{{DIGEST_LENGTH}}}")
 
 
@@ -76,6 +77,12 @@ def rooms_digest(room_ids) -> str:
 def page_rooms_digest(value: object) -> str:
     """A digest a page sent (URL parameters: anything may come), or '' if it is not one."""
     return value if isinstance(value, str) and _DIGEST.fullmatch(value) else ""
+
+
+def page_room_slug(value: object) -> str:
+    """The slug of the room a page says it shows (a URL parameter: anything may come), or ''
+    if it is not a slug. It only picks which of the member's own rows is marked as current."""
+    return value if isinstance(value, str) and _SLUG.fullmatch(value) else ""
 
 
 @dataclass(frozen=True)
@@ -103,10 +110,11 @@ class MemberRooms:
         """Of every room a page showing these has a row for (rooms_digest)."""
         return rooms_digest(self.ids)
 
-    def sidebar(self) -> str:
-        """The list of group rooms, swapped in by id, each row with its count, and the digest
-        of every room the page has a row for once it has this list."""
-        return fragments.sidebar(self.groups, digest=self.digest)
+    def sidebar(self, here: str = "") -> str:
+        """The list of group rooms, swapped in by id, each row with its count (the row of
+        `here`, the room the page shows, marked as current), and the digest of every room the
+        page has a row for once it has this list."""
+        return fragments.sidebar(self.groups, digest=self.digest, here=here)
 
     def badges(self, room_ids: set[int] | None = None) -> str:
         """The unread badge of each room (or of those of `room_ids`), in one fragment."""

@@ -1,6 +1,7 @@
 """The sidebar's rooms and unread counts, kept live through the member socket."""
 
 import re
+from html import unescape
 from html.parser import HTMLParser
 from types import SimpleNamespace
 
@@ -191,7 +192,7 @@ class Page:
 def page_of(client_of, member, url: str = "/rooms/") -> tuple[Page, str]:
     """A page of `member`'s, and the path its member socket connects to."""
     html = client_of(member).get(url).text
-    return Page(html), re.search(r'ws-connect="(/ws/member/[^"]*)"', html).group(1)
+    return Page(html), unescape(re.search(r'ws-connect="(/ws/member/[^"]*)"', html).group(1))
 
 
 async def open_page_socket(site_socket, path: str, member):
@@ -296,6 +297,61 @@ async def test_a_new_contacts_conversation_comes_with_its_row_before_its_counts(
     await socket.disconnect()
 
 
+def current_links(frame: str) -> list[str]:
+    """The hrefs of the links a frame marks as the page's own."""
+    return re.findall(r'<a href="([^"]*)" aria-current="page">', frame)
+
+
+async def test_a_pushed_room_list_keeps_the_row_of_the_room_the_page_shows_current(
+    not_yet_in, user_factory, client_of, site_socket
+):
+    # Bob reads "Chess club" in one tab and joins "Deploy day" in another: the new list that
+    # both tabs get must still mark "Chess club" in the first, or its highlight (and a screen
+    # reader's "current page") is gone.
+    ada, bob, deploy_day = not_yet_in.ada, not_yet_in.bob, not_yet_in.room
+    chess = await database_sync_to_async(services.room_create)(creator=ada, name="Chess club")
+    await database_sync_to_async(services.room_join)(room=chess, member=bob)
+    reading, path = await database_sync_to_async(page_of)(client_of, bob, chess.get_absolute_url())
+    assert path.endswith(f"&here={chess.slug}")
+    browsing, other_path = await database_sync_to_async(page_of)(client_of, bob, "/rooms/")
+    tabs = [
+        await open_page_socket(site_socket, path, bob),
+        await open_page_socket(site_socket, other_path, bob),
+    ]
+
+    await database_sync_to_async(services.room_join)(room=deploy_day, member=bob)
+    frame = await frames_until(tabs[0], reading, "Deploy day")
+    assert current_links(frame) == [chess.get_absolute_url()]
+    frame = await frames_until(tabs[1], browsing, "Deploy day")
+    assert current_links(frame) == []  # the directory is no room's page
+    for tab in tabs:
+        await tab.disconnect()
+
+
+async def test_a_pushed_contact_list_keeps_the_conversation_the_page_shows_current(
+    user_factory, client_of, site_socket
+):
+    ada = await database_sync_to_async(user_factory)(username="ada", display_name="Ada")
+    bob = await database_sync_to_async(user_factory)(username="bob", display_name="Bob")
+    cleo = await database_sync_to_async(user_factory)(username="cleo", display_name="Cleo")
+
+    def befriend(a, b):
+        contact_services.contact_request_send(sender=a, username=b.username)
+        contact_services.contact_request_send(sender=b, username=a.username)
+        return selectors.direct_room(a, b)
+
+    room = await database_sync_to_async(befriend)(ada, bob)
+    _, path = await database_sync_to_async(page_of)(client_of, bob, room.get_absolute_url())
+    socket = await open_page_socket(site_socket, path, bob)
+
+    await database_sync_to_async(befriend)(cleo, bob)  # Bob's contact list changes
+    frame = ""
+    while not ('id="sidebar-contact-list"' in frame and "Cleo" in frame):
+        frame = await socket.receive_from(timeout=4)
+    assert current_links(frame) == [room.get_absolute_url()]
+    await socket.disconnect()
+
+
 def test_the_member_sockets_fresh_copy_says_the_rooms_the_page_asked_with(client_of, user):
     digest = selectors.rooms_digest({1, 2})
     fresh = client_of(user).get(reverse("member_socket"), {"rooms": digest}).text
@@ -303,11 +359,30 @@ def test_the_member_sockets_fresh_copy_says_the_rooms_the_page_asked_with(client
     assert 'hx-include="#sidebar-rooms-digest"' in fresh
     for junk in ("", "abc", digest.upper(), digest + "0", '"><script>'):
         fresh = client_of(user).get(reverse("member_socket"), {"rooms": junk}).text
-        assert 'ws-connect="/ws/member/"' in fresh
+        assert 'ws-connect="/ws/member/?rooms="' in fresh
+
+
+def test_the_member_sockets_fresh_copy_says_the_room_the_page_shows(client_of, user):
+    url = reverse("member_socket")
+    fresh = client_of(user).get(url, {"rooms": "", "here": "a-bad-day"}).text
+    assert 'ws-connect="/ws/member/?rooms=&amp;here=a-bad-day"' in fresh
+    assert f'hx-get="{url}?here=a-bad-day"' in fresh  # and so does its own fresh copy
+    for junk in ("", "a bad day", "<script>", "x" * 101, "é"):
+        fresh = client_of(user).get(url, {"here": junk}).text
+        assert "here=" not in fresh
 
 
 @pytest.mark.parametrize(
-    "query", ["rooms=%3Cscript%3E", "rooms=" + "a" * 4000, "rooms=" + "0" * 15, "rooms=", "x=1"]
+    "query",
+    [
+        "rooms=%3Cscript%3E",
+        "rooms=" + "a" * 4000,
+        "rooms=" + "0" * 15,
+        "rooms=",
+        "x=1",
+        "rooms=&here=%22%3E%3Cscript%3E",
+        "here=" + "a" * 4000,
+    ],
 )
 async def test_a_bad_rooms_digest_counts_as_a_page_that_says_nothing(duo, site_socket, query):
     # Only a digest is compared, never shown: anything else is a page that does not say, which
