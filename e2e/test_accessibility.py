@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from django.core.cache import cache
 from django.template.loader import render_to_string
 from django.test import Client
 from playwright.sync_api import expect
@@ -257,6 +258,45 @@ def test_a_new_message_is_announced_with_its_authors_name(member_context, world)
         "hidden": False,
         "text": f"Bob Babbage {announced['text'].split()[2]} The roses are out",
     }
+
+
+# The live region around the message whose text is `text`, or None: what reads it out as it comes.
+LIVE_REGION_OF = """(text) => {
+  const node = [...document.querySelectorAll(".message")].find(m => m.textContent.includes(text));
+  const region = node.closest("[aria-live], [role=log], [role=alert]");
+  return region && region.getAttribute("role");
+}"""
+
+
+def test_older_messages_loaded_above_are_not_read_out_and_new_ones_still_are(member_context, world):
+    # A screen reader reads whatever is added inside a live region: a page of 50 older
+    # messages, loaded into it, was read out in full.
+    for n in range(4, 56):
+        cache.delete(f"parley:flood:{world.bob.pk}")  # the flood limit would refuse the most
+        room_services.message_post(room=world.room, author=world.bob, body=f"Message number {n}")
+    ada_page = member_context(world.ada).new_page()
+    bob_page = member_context(world.bob).new_page()
+    ada_page.goto(world.room.get_absolute_url())
+    bob_page.goto(world.room.get_absolute_url())
+    expect(ada_page.get_by_text("2 online")).to_be_visible()
+    ada_page.evaluate(MARK_LIVE_REGION, "#message-list")
+    assert ada_page.evaluate(LIVE_REGION_OF, "Message number 55") == "log"
+
+    ada_page.get_by_role("link", name="Older messages").click()
+    expect(ada_page.get_by_text("Message number 1", exact=True)).to_be_visible()
+    assert ada_page.evaluate(LIVE_REGION_OF, "Message number 1") is None
+    assert ada_page.evaluate(LIVE_REGION_OF, "Message number 5") is None
+    ada_page.locator(".message-scroller").focus()  # reached by Tab, it scrolls with the keys
+    ada_page.keyboard.press("Home")
+    expect(ada_page.get_by_text("This is the start of Garden.")).to_be_in_viewport()
+    screenshot(ada_page, "room-history-start-desktop")
+
+    say(bob_page, "The tulips are next")
+    expect(ada_page.get_by_role("log", name="Messages in Garden")).to_contain_text("The tulips")
+    announced = ada_page.evaluate(ANNOUNCED, "#message-list .message")
+    assert (announced["role"], announced["kept"]) == ("log", True)
+    assert announced["text"].endswith("The tulips are next")
+    assert_accessible(ada_page)
 
 
 def test_an_incoming_call_is_announced_at_once_with_the_callers_name(member_context, world):
