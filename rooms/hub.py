@@ -30,6 +30,10 @@ GAP_WAIT = 0.1
 # After a room's last message, the database is asked once whether any message never came (a
 # channel layer may drop some), so a loss at the end of a burst does not wait for the next one.
 TAIL_CHECK = 1.0
+# A gap longer than this (after a long outage of the channel layer, say) is not read into the
+# hub, where every message of it would be rendered and held at once: the room's sockets are
+# told to catch up instead, and each reads what it lacks a page at a time, at its page's pace.
+FILL_LIMIT = 500
 
 
 class RoomSocket(Protocol):
@@ -206,6 +210,18 @@ class RoomHub:
             if not room.held:
                 return
             upto = min(room.held) - 1
+        if upto - room.delivered > FILL_LIMIT:
+            logger.warning(
+                "Room %s: %s messages missing, more than the hub reads; its sockets read them",
+                room.room_id,
+                upto - room.delivered,
+            )
+            room.delivered = upto
+            for seq in [seq for seq in room.held if seq <= upto]:
+                del room.held[seq]
+            await self._hand_out(room, {"type": "room.catch_up"})
+            await self._release(room)  # what came after the gap, held meanwhile
+            return
         for event in await database_sync_to_async(selectors.message_events)(
             room.room_id, room.delivered, upto
         ):
