@@ -39,12 +39,23 @@ class _Sweep:
             self.task = None
 
     async def run(self) -> None:
+        failed = 0  # sweeps in a row that failed: while the database is away, say
         while True:
             await asyncio.sleep(settings.CALL_SWEEP)
             try:
                 await in_a_task(calls_expire)()
             except Exception:
-                logger.exception("Ending overdue calls failed")
+                failed += 1
+                if failed == 1:  # once, not every CALL_SWEEP seconds of an outage
+                    logger.exception(
+                        "Ending overdue calls failed; trying again every %s s, logging only "
+                        "once it works",
+                        settings.CALL_SWEEP,
+                    )
+                continue
+            if failed:
+                logger.warning("Ending overdue calls works again, after %d failed sweeps", failed)
+            failed = 0
 
 
 _sweeps: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Sweep]" = (

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.db import connection
 from django.utils import timezone
 
 from accounts import services as contacts
@@ -321,6 +322,35 @@ async def test_the_sweep_stops_with_the_last_socket_and_page_loads_still_end_cal
     assert (await run(Call.objects.get, pk=call.pk)).state == Call.State.RINGING
     assert await run(services.call_live_for, member=bob) is None  # expire on read
     assert (await run(Call.objects.get, pk=call.pk)).outcome == Call.Outcome.MISSED
+
+
+def rename_table(old: str, new: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+
+async def test_a_sweep_that_keeps_failing_is_logged_once_and_again_when_it_works(
+    pair, tab, settings, caplog
+):
+    # While the database is away every sweep fails: a traceback every CALL_SWEEP seconds, in
+    # every process, would bury everything else in the log. Here the calls' table goes away for
+    # a while, for real, as far as the sweep can tell.
+    settings.CALL_SWEEP = 0.05
+    ada, _ = await pair()
+    ada_tab = await tab(ada)
+    table = Call._meta.db_table
+    await run(rename_table, old=table, new=f"{table}_away")
+    try:
+        await asyncio.sleep(0.5)  # some ten sweeps
+    finally:
+        await run(rename_table, old=f"{table}_away", new=table)
+    await asyncio.sleep(0.3)
+    failed = [r for r in caplog.records if r.getMessage().startswith("Ending overdue calls failed")]
+    back = [r for r in caplog.records if "works again" in r.getMessage()]
+    assert len(failed) == 1
+    assert failed[0].exc_info is not None  # with its traceback
+    assert len(back) == 1
+    await close(ada_tab)
 
 
 # --- Catching up when a socket opens ---------------------------------------------------------
