@@ -238,13 +238,19 @@ ANNOUNCED = """(selector) => {
 }"""
 
 
-def test_a_new_message_is_announced_with_its_authors_name(member_context, world):
+def both_in_the_garden(member_context, world):
+    """Ada's and Bob's pages of the room, both online, Ada's live region marked."""
     ada_page = member_context(world.ada).new_page()
     bob_page = member_context(world.bob).new_page()
     ada_page.goto(world.room.get_absolute_url())
     bob_page.goto(world.room.get_absolute_url())
     expect(ada_page.get_by_text("2 online")).to_be_visible()
     ada_page.evaluate(MARK_LIVE_REGION, "#message-list")
+    return ada_page, bob_page
+
+
+def test_a_new_message_is_announced_with_its_authors_name(member_context, world):
+    ada_page, bob_page = both_in_the_garden(member_context, world)
 
     say(bob_page, "The roses are out")
     log = ada_page.get_by_role("log", name="Messages in Garden")
@@ -274,12 +280,7 @@ def test_older_messages_loaded_above_are_not_read_out_and_new_ones_still_are(mem
     for n in range(4, 56):
         cache.delete(f"parley:flood:{world.bob.pk}")  # the flood limit would refuse the most
         room_services.message_post(room=world.room, author=world.bob, body=f"Message number {n}")
-    ada_page = member_context(world.ada).new_page()
-    bob_page = member_context(world.bob).new_page()
-    ada_page.goto(world.room.get_absolute_url())
-    bob_page.goto(world.room.get_absolute_url())
-    expect(ada_page.get_by_text("2 online")).to_be_visible()
-    ada_page.evaluate(MARK_LIVE_REGION, "#message-list")
+    ada_page, bob_page = both_in_the_garden(member_context, world)
     assert ada_page.evaluate(LIVE_REGION_OF, "Message number 55") == "log"
 
     ada_page.get_by_role("link", name="Older messages").click()
