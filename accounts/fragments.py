@@ -12,25 +12,19 @@ def contacts_fragment(member, here: str = "") -> str:
     Rendered per page (the unread counts and requests are the member's, the current row the
     page's); these changes are rare.
     """
-    return render_to_string(
-        "accounts/live.html",
-        {
-            "sidebar_contacts": selectors.sidebar_contacts(member),
-            "current_room_slug": here,
-            "oob": True,
-        },
-    )
+    return render_to_string("accounts/live.html", _context(member, here))
 
 
 def contact_list_fragment(member, here: str = "") -> str:
     """The member's contact list alone (with each contact's presence and conversation's unread
     badge), swapped in by id: for a page whose rows are out of date. Request notices stay as
     they are: a page shows them only as requests come."""
-    return render_to_string(
-        "accounts/sidebar_contacts.html",
-        {
-            "sidebar_contacts": selectors.sidebar_contacts(member),
-            "current_room_slug": here,
-            "oob": True,
-        },
-    )
+    return render_to_string("accounts/sidebar_contacts.html", _context(member, here))
+
+
+def _context(member, here: str) -> dict:
+    return {
+        "sidebar_contacts": selectors.sidebar_contacts(member),
+        "current_room_slug": here,
+        "oob": True,
+    }

@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
+from django.core.validators import slug_re
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
@@ -61,7 +62,7 @@ def room_ids_of(member) -> set[int]:
 
 
 DIGEST_LENGTH = 16
-_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,100}")  # Room.slug
+SLUG_LENGTH = Room._meta.get_field("slug").max_length
 _DIGEST = re.compile(rf"[0-9a-f]{{{DIGEST_LENGTH}}}")
 
 
@@ -82,7 +83,8 @@ def page_rooms_digest(value: object) -> str:
 def page_room_slug(value: object) -> str:
     """The slug of the room a page says it shows (a URL parameter: anything may come), or ''
     if it is not a slug. It only picks which of the member's own rows is marked as current."""
-    return value if isinstance(value, str) and _SLUG.fullmatch(value) else ""
+    is_slug = isinstance(value, str) and len(value) <= SLUG_LENGTH and slug_re.match(value)
+    return value if is_slug else ""
 
 
 @dataclass(frozen=True)

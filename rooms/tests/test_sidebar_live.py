@@ -210,6 +210,18 @@ async def frames_until(socket, page: Page, found) -> str:
             return frame
 
 
+def pushed_badge(room_id: int, count: int) -> str:
+    """A pattern for a frame that brings `room_id`'s unread badge with `count`."""
+    return rf'id="unread-{room_id}" class="unread" hx-swap-oob="true"><span[^>]*>, </span>{count}<'
+
+
+def befriend(a, b):
+    """`a` and `b` ask each other, so they are contacts; their direct conversation."""
+    contact_services.contact_request_send(sender=a, username=b.username)
+    contact_services.contact_request_send(sender=b, username=a.username)
+    return selectors.direct_room(a, b)
+
+
 @pytest.fixture
 def not_yet_in(user_factory):
     """Ada's room "Deploy day", and Bob, who is not in it yet."""
@@ -263,12 +275,7 @@ async def test_a_room_joined_with_the_page_open_sends_its_row_before_its_counts(
     await database_sync_to_async(post)(room, ada, "welcome")  # while the row is on its way
     frame = await frames_until(socket, page, "Deploy day")
     assert selectors.rooms_digest({room.pk}) in frame
-    await frames_until(
-        socket,
-        page,
-        rf'id="unread-{room.pk}" class="unread" hx-swap-oob="true">'
-        r"<span[^>]*>, </span>1<",
-    )
+    await frames_until(socket, page, pushed_badge(room.pk, 1))
     await socket.disconnect()
 
 
@@ -280,20 +287,13 @@ async def test_a_new_contacts_conversation_comes_with_its_row_before_its_counts(
     page, path = await database_sync_to_async(page_of)(client_of, bob)
     socket = await open_page_socket(site_socket, path, bob)
 
-    def befriend():
-        contact_services.contact_request_send(sender=bob, username="ada")
-        contact_services.contact_request_send(sender=ada, username="bob")
-        room = selectors.direct_room(ada, bob)
+    def befriend_and_say_hello():
+        room = befriend(bob, ada)
         post(room, ada, "hello")
         return room
 
-    room = await database_sync_to_async(befriend)()
-    await frames_until(
-        socket,
-        page,
-        rf'id="unread-{room.pk}" class="unread" hx-swap-oob="true">'
-        r"<span[^>]*>, </span>1<",
-    )
+    room = await database_sync_to_async(befriend_and_say_hello)()
+    await frames_until(socket, page, pushed_badge(room.pk, 1))
     await socket.disconnect()
 
 
@@ -334,11 +334,6 @@ async def test_a_pushed_contact_list_keeps_the_conversation_the_page_shows_curre
     ada = await database_sync_to_async(user_factory)(username="ada", display_name="Ada")
     bob = await database_sync_to_async(user_factory)(username="bob", display_name="Bob")
     cleo = await database_sync_to_async(user_factory)(username="cleo", display_name="Cleo")
-
-    def befriend(a, b):
-        contact_services.contact_request_send(sender=a, username=b.username)
-        contact_services.contact_request_send(sender=b, username=a.username)
-        return selectors.direct_room(a, b)
 
     room = await database_sync_to_async(befriend)(ada, bob)
     _, path = await database_sync_to_async(page_of)(client_of, bob, room.get_absolute_url())
